@@ -1,0 +1,204 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// FSM adapts the Store to hashicorp/raft. It implements raft.BatchingFSM so
+// a batch of committed entries becomes one store transaction and one fsync.
+type FSM struct {
+	store  *Store
+	logger *slog.Logger
+}
+
+// New returns the state machine over store.
+func New(store *Store, logger *slog.Logger) *FSM {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &FSM{store: store, logger: logger}
+}
+
+// Store returns the store this FSM applies to.
+func (f *FSM) Store() *Store { return f.store }
+
+// ValidationError is a command that was well-formed on the wire but is
+// refused by the state; it changes nothing.
+type ValidationError struct{ Msg string }
+
+func (e *ValidationError) Error() string { return e.Msg }
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM. Each response is nil or an error.
+// Entries at or below the stored applied index were applied before a
+// restart and are skipped, so nothing is applied twice (DESIGN.md §3.4).
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	resp := make([]interface{}, len(logs))
+	s := f.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil || s.db == nil {
+		err := s.failed
+		if err == nil {
+			err = ErrClosed
+		}
+		for i := range resp {
+			resp[i] = err
+		}
+		return resp
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		applied := appliedIndex(tx)
+		last := applied
+		for i, l := range logs {
+			if l.Index <= applied {
+				continue
+			}
+			last = l.Index
+			if l.Type != raft.LogCommand {
+				continue
+			}
+			resp[i] = f.applyOne(tx, l.Data)
+		}
+		if last == applied {
+			return nil
+		}
+		return putUint64(tx.Bucket(bucketMeta), keyApplied, last)
+	})
+	if err != nil {
+		// The entries are committed in the Raft log but not in the store.
+		// Applying later entries on top would diverge from the other nodes,
+		// so the store refuses everything until a restart replays them.
+		s.failed = fmt.Errorf("%w: %v", ErrStoreFailed, err)
+		f.logger.Error("state store commit failed", "err", err, "first_index", logs[0].Index)
+		for i := range resp {
+			resp[i] = s.failed
+		}
+	}
+	return resp
+}
+
+func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
+	cmd, err := Decode(data)
+	if err != nil {
+		var unknown *UnknownCommandError
+		if errors.As(err, &unknown) {
+			// A newer release wrote a command this one cannot apply; going on
+			// would silently diverge from the nodes that can.
+			panic(err)
+		}
+		return err
+	}
+	switch c := cmd.(type) {
+	case nil:
+		return nil
+	case *SetAdminToken:
+		return tx.Bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
+	case *DomainPut:
+		return applyDomainPut(tx, c)
+	case *DomainRemove:
+		return applyDomainRemove(tx, c)
+	case *SpoolAdd:
+		return applySpoolAdd(tx, c)
+	}
+	return fmt.Errorf("fsm: no handler for %T", cmd)
+}
+
+func applyDomainPut(tx *bolt.Tx, c *DomainPut) error {
+	name := strings.ToLower(c.Name)
+	if name == "" || name != c.Name {
+		return &ValidationError{Msg: "domain name must be lower case and not empty"}
+	}
+	b := tx.Bucket(bucketDomains)
+	d := Domain{Name: name, Destination: c.Destination, Org: c.Org, CreatedAt: c.At, UpdatedAt: c.At}
+	if old := b.Get([]byte(name)); old != nil {
+		var prev Domain
+		if err := decodeValue(old, &prev); err == nil {
+			d.CreatedAt = prev.CreatedAt
+		}
+	}
+	v, err := encodeValue(&d)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(name), v)
+}
+
+func applyDomainRemove(tx *bolt.Tx, c *DomainRemove) error {
+	b := tx.Bucket(bucketDomains)
+	if b.Get([]byte(c.Name)) == nil {
+		return &ValidationError{Msg: "no such domain: " + c.Name}
+	}
+	return b.Delete([]byte(c.Name))
+}
+
+func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd) error {
+	if c.ID == "" || c.BlobHash == "" || len(c.Recipients) == 0 {
+		return &ValidationError{Msg: "spool entry needs an ID, a blob and a recipient"}
+	}
+	msgs := tx.Bucket(bucketMessages)
+	if msgs.Get([]byte(c.ID)) != nil {
+		// A forwarded command retried after an unknown outcome: the first
+		// one won, and the message is queued once.
+		return nil
+	}
+	m := Message{
+		ID: c.ID, From: c.From, Ret: c.Ret, EnvID: c.EnvID, Body: c.Body,
+		SMTPUTF8: c.SMTPUTF8, Helo: c.Helo, RemoteAddr: c.RemoteAddr, TLS: c.TLS,
+		Node: c.Node, BlobHash: c.BlobHash, Size: c.Size, ReceivedAt: c.ReceivedAt,
+	}
+	due := tx.Bucket(bucketDue)
+	for i, r := range c.Recipients {
+		m.Recipients = append(m.Recipients, RecipientState{Recipient: r, State: StateQueued, NextAttempt: c.ReceivedAt})
+		if err := due.Put(dueKey(c.ReceivedAt, c.ID, i), nil); err != nil {
+			return err
+		}
+	}
+	v, err := encodeValue(&m)
+	if err != nil {
+		return err
+	}
+	if err := msgs.Put([]byte(c.ID), v); err != nil {
+		return err
+	}
+	return addBlobRef(tx, c.BlobHash, 1)
+}
+
+// addBlobRef counts the messages that reference a body, so identical bodies
+// share one blob and it is dropped only when the last reference retires.
+func addBlobRef(tx *bolt.Tx, hash string, delta int64) error {
+	b := tx.Bucket(bucketBlobRefs)
+	var n int64
+	if v := b.Get([]byte(hash)); len(v) == 8 {
+		n = int64(beUint64(v))
+	}
+	n += delta
+	if n <= 0 {
+		return b.Delete([]byte(hash))
+	}
+	return putUint64(b, []byte(hash), uint64(n))
+}
+
+// Snapshot implements raft.FSM. The returned snapshot holds one read
+// transaction and streams the store file from it, so Apply keeps running
+// while the snapshot is written.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return f.store.snapshot()
+}
+
+// Restore implements raft.FSM: it replaces the whole store with the stream.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.store.Restore(rc)
+}

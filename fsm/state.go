@@ -1,0 +1,47 @@
+package fsm
+
+// Domain is a protected domain: mail for it is accepted and delivered to
+// Destination.
+type Domain struct {
+	Name        string `codec:"n" json:"name"`
+	Destination string `codec:"d" json:"destination"`
+	Org         string `codec:"o" json:"org,omitempty"`
+	CreatedAt   int64  `codec:"c" json:"-"`
+	UpdatedAt   int64  `codec:"u" json:"-"`
+}
+
+// Recipient states.
+const (
+	StateQueued    = "queued"
+	StateDelivered = "delivered"
+	StateFailed    = "failed"
+)
+
+// RecipientState is a recipient and where its delivery stands.
+type RecipientState struct {
+	Recipient
+	State       string `codec:"s"`
+	Attempts    int    `codec:"at,omitempty"`
+	NextAttempt int64  `codec:"na,omitempty"`
+	LastAttempt int64  `codec:"la,omitempty"`
+	LastReply   string `codec:"lr,omitempty"`
+}
+
+// Message is a spooled message: the envelope of its SpoolAdd plus the state
+// of each recipient.
+type Message struct {
+	ID         string           `codec:"id"`
+	From       string           `codec:"f"`
+	Recipients []RecipientState `codec:"r"`
+	Ret        string           `codec:"ret,omitempty"`
+	EnvID      string           `codec:"env,omitempty"`
+	Body       string           `codec:"b,omitempty"`
+	SMTPUTF8   bool             `codec:"u,omitempty"`
+	Helo       string           `codec:"h,omitempty"`
+	RemoteAddr string           `codec:"ra,omitempty"`
+	TLS        bool             `codec:"tls,omitempty"`
+	Node       string           `codec:"node,omitempty"`
+	BlobHash   string           `codec:"blob"`
+	Size       int64            `codec:"sz"`
+	ReceivedAt int64            `codec:"at"`
+}
