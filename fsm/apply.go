@@ -111,6 +111,16 @@ func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
 		return applyDomainRemove(tx, c)
 	case *SpoolAdd:
 		return applySpoolAdd(tx, c)
+	case *AttemptStart:
+		return applyAttemptStart(tx, c)
+	case *AttemptResult:
+		return applyAttemptResult(tx, c)
+	case *DomainState:
+		return applyDomainState(tx, c)
+	case *DelayNotified:
+		return applyDelayNotified(tx, c)
+	case *QueueOp:
+		return applyQueueOp(tx, c)
 	}
 	return fmt.Errorf("fsm: no handler for %T", cmd)
 }
@@ -124,9 +134,11 @@ func applyDomainPut(tx *bolt.Tx, c *DomainPut) error {
 	d := Domain{Name: name, Destination: c.Destination, Org: c.Org, CreatedAt: c.At, UpdatedAt: c.At}
 	if old := b.Get([]byte(name)); old != nil {
 		var prev Domain
-		if err := decodeValue(old, &prev); err == nil {
-			d.CreatedAt = prev.CreatedAt
+		if err := decodeValue(old, &prev); err != nil {
+			return err
 		}
+		d.CreatedAt = prev.CreatedAt
+		d.Spooling, d.SpoolingSince, d.LastError, d.LastDelivered = prev.Spooling, prev.SpoolingSince, prev.LastError, prev.LastDelivered
 	}
 	v, err := encodeValue(&d)
 	if err != nil {
@@ -202,3 +214,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	return f.store.Restore(rc)
 }
+
+// AppliedIndex is the index of the last entry the store committed.
+func (f *FSM) AppliedIndex() uint64 { return f.store.AppliedIndex() }

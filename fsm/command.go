@@ -25,6 +25,11 @@ const (
 	TypeDomainPut     CommandType = 2
 	TypeDomainRemove  CommandType = 3
 	TypeSpoolAdd      CommandType = 4
+	TypeAttemptStart  CommandType = 5
+	TypeAttemptResult CommandType = 6
+	TypeDomainState   CommandType = 7
+	TypeDelayNotified CommandType = 8
+	TypeQueueOp       CommandType = 9
 )
 
 // IgnorableFlag marks a type that an older node may skip. Types without it
@@ -119,6 +124,16 @@ func typeOf(cmd any) (CommandType, error) {
 		return TypeDomainRemove, nil
 	case *SpoolAdd:
 		return TypeSpoolAdd, nil
+	case *AttemptStart:
+		return TypeAttemptStart, nil
+	case *AttemptResult:
+		return TypeAttemptResult, nil
+	case *DomainState:
+		return TypeDomainState, nil
+	case *DelayNotified:
+		return TypeDelayNotified, nil
+	case *QueueOp:
+		return TypeQueueOp, nil
 	}
 	return 0, fmt.Errorf("fsm: unknown command %T", cmd)
 }
@@ -140,6 +155,16 @@ func Decode(data []byte) (any, error) {
 		cmd = &DomainRemove{}
 	case TypeSpoolAdd:
 		cmd = &SpoolAdd{}
+	case TypeAttemptStart:
+		cmd = &AttemptStart{}
+	case TypeAttemptResult:
+		cmd = &AttemptResult{}
+	case TypeDomainState:
+		cmd = &DomainState{}
+	case TypeDelayNotified:
+		cmd = &DelayNotified{}
+	case TypeQueueOp:
+		cmd = &QueueOp{}
 	default:
 		if t&IgnorableFlag != 0 {
 			return nil, nil

@@ -197,3 +197,21 @@ func (s *Store) Due(now int64, limit int) ([]DueEntry, error) {
 	})
 	return out, err
 }
+
+// RetiredMessages returns up to limit records of retired messages, newest
+// first.
+func (s *Store) RetiredMessages(limit int) ([]Retired, error) {
+	var out []Retired
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRetired).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var r Retired
+			if err := decodeValue(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}

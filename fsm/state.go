@@ -8,6 +8,13 @@ type Domain struct {
 	Org         string `codec:"o" json:"org,omitempty"`
 	CreatedAt   int64  `codec:"c" json:"-"`
 	UpdatedAt   int64  `codec:"u" json:"-"`
+	// Spooling is set while the destination keeps failing; SpoolingSince
+	// says when it started and LastError what the destination last said.
+	Spooling      bool   `codec:"sp,omitempty" json:"spooling"`
+	SpoolingSince int64  `codec:"ss,omitempty" json:"-"`
+	LastError     string `codec:"le,omitempty" json:"last_error,omitempty"`
+	// LastDelivered is when mail last reached the destination.
+	LastDelivered int64 `codec:"ld,omitempty" json:"-"`
 }
 
 // Recipient states.
@@ -25,6 +32,14 @@ type RecipientState struct {
 	NextAttempt int64  `codec:"na,omitempty"`
 	LastAttempt int64  `codec:"la,omitempty"`
 	LastReply   string `codec:"lr,omitempty"`
+	RemoteMTA   string `codec:"rm,omitempty"`
+	// DelayNotified records that the one delayed DSN went out.
+	DelayNotified bool `codec:"dn,omitempty"`
+}
+
+// Done reports whether the recipient needs no more attempts.
+func (r *RecipientState) Done() bool {
+	return r.State == StateDelivered || r.State == StateFailed
 }
 
 // Message is a spooled message: the envelope of its SpoolAdd plus the state
@@ -44,4 +59,18 @@ type Message struct {
 	BlobHash   string           `codec:"blob"`
 	Size       int64            `codec:"sz"`
 	ReceivedAt int64            `codec:"at"`
+	// Held messages get no attempts until released.
+	Held bool `codec:"held,omitempty"`
+}
+
+// Retired is the short record kept after a message leaves the spool.
+type Retired struct {
+	ID         string           `codec:"id"`
+	From       string           `codec:"f"`
+	Recipients []RecipientState `codec:"r"`
+	Size       int64            `codec:"sz"`
+	ReceivedAt int64            `codec:"at"`
+	RetiredAt  int64            `codec:"rt"`
+	// Reason is "delivered", "failed", "deleted" or a mix per recipient.
+	Reason string `codec:"why"`
 }

@@ -28,7 +28,7 @@ var (
 )
 
 func allBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketDomains, bucketMessages, bucketDue, bucketBlobRefs}
+	return [][]byte{bucketMeta, bucketDomains, bucketMessages, bucketDue, bucketBlobRefs, bucketRetired}
 }
 
 // ErrStoreFailed is returned for every command once a store transaction has

@@ -1,0 +1,345 @@
+package fsm
+
+import (
+	"encoding/binary"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Outcomes of one delivery attempt for one recipient.
+const (
+	OutcomeDelivered = "delivered"
+	OutcomeDeferred  = "deferred"
+	OutcomeFailed    = "failed"
+)
+
+// AttemptStart is written by the leader before it dials, so a new leader
+// knows an attempt was under way (DESIGN.md §3.7). The recipients' next
+// attempt moves to LeaseUntil: if no result arrives by then, the attempt is
+// presumed lost and the recipient is due again.
+type AttemptStart struct {
+	ID         string `codec:"id"`
+	Recipients []int  `codec:"r"`
+	At         int64  `codec:"t"`
+	LeaseUntil int64  `codec:"l"`
+}
+
+// RecipientResult is the outcome of one attempt for one recipient.
+type RecipientResult struct {
+	Recipient int    `codec:"r"`
+	Outcome   string `codec:"o"`
+	Reply     string `codec:"rp,omitempty"`
+	RemoteMTA string `codec:"m,omitempty"`
+	// NextAttempt is decided by the leader, jitter included, for deferred
+	// recipients.
+	NextAttempt int64 `codec:"n,omitempty"`
+}
+
+// AttemptResult records what an attempt achieved. A message whose
+// recipients are all done retires in the same command.
+type AttemptResult struct {
+	ID      string            `codec:"id"`
+	At      int64             `codec:"t"`
+	Results []RecipientResult `codec:"rs"`
+}
+
+// DomainState marks a domain as spooling (its destination keeps failing)
+// or delivering again.
+type DomainState struct {
+	Name      string `codec:"n"`
+	Spooling  bool   `codec:"s"`
+	At        int64  `codec:"t"`
+	LastError string `codec:"e,omitempty"`
+}
+
+// DelayNotified records that the delayed DSN for these recipients has been
+// queued, so it goes out once, even across a change of leader.
+type DelayNotified struct {
+	ID         string `codec:"id"`
+	Recipients []int  `codec:"r"`
+}
+
+// Queue operations.
+const (
+	OpHold    = "hold"
+	OpRelease = "release"
+	OpRetry   = "retry"
+	OpDelete  = "delete"
+)
+
+// QueueOp is an operator action on messages. With no IDs, retry applies
+// to every queued message (postqueue -f).
+type QueueOp struct {
+	Op  string   `codec:"op"`
+	IDs []string `codec:"ids,omitempty"`
+	At  int64    `codec:"t"`
+}
+
+var bucketRetired = []byte("retired")
+
+// RetiredKeep bounds the message log of retired messages: records older
+// than this, counted from the newest retirement, are pruned as new ones
+// arrive, so the store stays bounded.
+const RetiredKeep = int64(7 * 24 * 3600 * 1e9)
+
+func retiredKey(at int64, id string) []byte {
+	k := make([]byte, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(at))
+	copy(k[8:], id)
+	return k
+}
+
+func getMessage(tx *bolt.Tx, id string) (*Message, error) {
+	v := tx.Bucket(bucketMessages).Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	var m Message
+	if err := decodeValue(v, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func putMessage(tx *bolt.Tx, m *Message) error {
+	v, err := encodeValue(m)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMessages).Put([]byte(m.ID), v)
+}
+
+// setNext moves a recipient in the due index.
+func setNext(tx *bolt.Tx, m *Message, i int, next int64) error {
+	due := tx.Bucket(bucketDue)
+	r := &m.Recipients[i]
+	if !r.Done() && !m.Held {
+		if err := due.Delete(dueKey(r.NextAttempt, m.ID, i)); err != nil {
+			return err
+		}
+	}
+	r.NextAttempt = next
+	if next == 0 || r.Done() || m.Held {
+		return nil
+	}
+	return due.Put(dueKey(next, m.ID, i), nil)
+}
+
+func applyAttemptStart(tx *bolt.Tx, c *AttemptStart) error {
+	m, err := getMessage(tx, c.ID)
+	if err != nil || m == nil {
+		return err
+	}
+	for _, i := range c.Recipients {
+		if i < 0 || i >= len(m.Recipients) || m.Recipients[i].Done() {
+			continue
+		}
+		m.Recipients[i].Attempts++
+		m.Recipients[i].LastAttempt = c.At
+		if err := setNext(tx, m, i, c.LeaseUntil); err != nil {
+			return err
+		}
+	}
+	return putMessage(tx, m)
+}
+
+func applyAttemptResult(tx *bolt.Tx, c *AttemptResult) error {
+	m, err := getMessage(tx, c.ID)
+	if err != nil || m == nil {
+		// Retired or deleted meanwhile: a late result changes nothing.
+		return err
+	}
+	for _, res := range c.Results {
+		i := res.Recipient
+		if i < 0 || i >= len(m.Recipients) || m.Recipients[i].Done() {
+			continue
+		}
+		r := &m.Recipients[i]
+		r.LastReply = res.Reply
+		r.RemoteMTA = res.RemoteMTA
+		switch res.Outcome {
+		case OutcomeDelivered, OutcomeFailed:
+			if err := setNext(tx, m, i, 0); err != nil {
+				return err
+			}
+			r.State = res.Outcome
+		case OutcomeDeferred:
+			if err := setNext(tx, m, i, res.NextAttempt); err != nil {
+				return err
+			}
+		default:
+			return &ValidationError{Msg: "unknown outcome " + res.Outcome}
+		}
+	}
+	for _, r := range m.Recipients {
+		if !r.Done() {
+			return putMessage(tx, m)
+		}
+	}
+	return retire(tx, m, c.At, "")
+}
+
+// retire moves a finished message out of the spool into the bounded log of
+// retired messages and drops its blob reference; each node's blob
+// collector then removes the body.
+func retire(tx *bolt.Tx, m *Message, at int64, reason string) error {
+	due := tx.Bucket(bucketDue)
+	for i := range m.Recipients {
+		if !m.Recipients[i].Done() && !m.Held {
+			if err := due.Delete(dueKey(m.Recipients[i].NextAttempt, m.ID, i)); err != nil {
+				return err
+			}
+		}
+	}
+	if reason == "" {
+		reason = OutcomeDelivered
+		for _, r := range m.Recipients {
+			if r.State == StateFailed {
+				reason = OutcomeFailed
+			}
+		}
+	}
+	rec := Retired{ID: m.ID, From: m.From, Recipients: m.Recipients, Size: m.Size, ReceivedAt: m.ReceivedAt, RetiredAt: at, Reason: reason}
+	v, err := encodeValue(&rec)
+	if err != nil {
+		return err
+	}
+	rb := tx.Bucket(bucketRetired)
+	if err := rb.Put(retiredKey(at, m.ID), v); err != nil {
+		return err
+	}
+	// Prune the oldest records; at most a few per command, so no single
+	// apply has to walk a large log.
+	var old [][]byte
+	c := rb.Cursor()
+	for k, _ := c.First(); k != nil && len(old) < 16; k, _ = c.Next() {
+		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= at-RetiredKeep {
+			break
+		}
+		old = append(old, append([]byte(nil), k...))
+	}
+	for _, k := range old {
+		if err := rb.Delete(k); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket(bucketMessages).Delete([]byte(m.ID)); err != nil {
+		return err
+	}
+	return addBlobRef(tx, m.BlobHash, -1)
+}
+
+func applyDomainState(tx *bolt.Tx, c *DomainState) error {
+	b := tx.Bucket(bucketDomains)
+	v := b.Get([]byte(c.Name))
+	if v == nil {
+		return nil
+	}
+	var d Domain
+	if err := decodeValue(v, &d); err != nil {
+		return err
+	}
+	if c.Spooling && !d.Spooling {
+		d.SpoolingSince = c.At
+	}
+	if !c.Spooling {
+		d.SpoolingSince = 0
+		d.LastDelivered = c.At
+	}
+	d.Spooling = c.Spooling
+	d.LastError = c.LastError
+	nv, err := encodeValue(&d)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(c.Name), nv)
+}
+
+func applyDelayNotified(tx *bolt.Tx, c *DelayNotified) error {
+	m, err := getMessage(tx, c.ID)
+	if err != nil || m == nil {
+		return err
+	}
+	for _, i := range c.Recipients {
+		if i >= 0 && i < len(m.Recipients) {
+			m.Recipients[i].DelayNotified = true
+		}
+	}
+	return putMessage(tx, m)
+}
+
+func applyQueueOp(tx *bolt.Tx, c *QueueOp) error {
+	ids := c.IDs
+	if len(ids) == 0 {
+		if c.Op != OpRetry {
+			return &ValidationError{Msg: c.Op + " needs message IDs"}
+		}
+		err := tx.Bucket(bucketMessages).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		m, err := getMessage(tx, id)
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			if len(c.IDs) > 0 {
+				return &ValidationError{Msg: "no such message: " + id}
+			}
+			continue
+		}
+		switch c.Op {
+		case OpHold:
+			if !m.Held {
+				due := tx.Bucket(bucketDue)
+				for i, r := range m.Recipients {
+					if r.Done() {
+						continue
+					}
+					if err := due.Delete(dueKey(r.NextAttempt, m.ID, i)); err != nil {
+						return err
+					}
+				}
+				m.Held = true
+			}
+		case OpRelease, OpRetry:
+			if c.Op == OpRetry && m.Held {
+				continue
+			}
+			wasHeld := m.Held
+			m.Held = false
+			for i := range m.Recipients {
+				if m.Recipients[i].Done() {
+					continue
+				}
+				if wasHeld {
+					// Not in the index while held; put it back directly.
+					m.Recipients[i].NextAttempt = c.At
+					if err := tx.Bucket(bucketDue).Put(dueKey(c.At, m.ID, i), nil); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := setNext(tx, m, i, c.At); err != nil {
+					return err
+				}
+			}
+		case OpDelete:
+			if err := retire(tx, m, c.At, "deleted"); err != nil {
+				return err
+			}
+			continue
+		default:
+			return &ValidationError{Msg: "unknown queue operation " + c.Op}
+		}
+		if err := putMessage(tx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
