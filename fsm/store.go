@@ -102,6 +102,9 @@ func (s *Store) Close() error {
 func (s *Store) Failed() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.failed == nil && s.db == nil {
+		return ErrClosed
+	}
 	return s.failed
 }
 

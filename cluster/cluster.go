@@ -1,0 +1,286 @@
+// Package cluster runs the Raft group of Lifeline nodes: the transport, the
+// raft-boltdb log and stable stores, snapshots, bootstrap, and the write
+// path that callers use. It knows nothing about mail; the state machine is
+// handed in.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// StateMachine is the FSM plus the one fact the cluster needs to start
+// safely: how far the durable state already got.
+type StateMachine interface {
+	raft.BatchingFSM
+	AppliedIndex() uint64
+}
+
+// Config describes one node of the group.
+type Config struct {
+	ID       string
+	DataDir  string
+	RaftAddr string // listen address for Raft and cluster RPC
+	// Advertise is the address peers dial; defaults to RaftAddr.
+	Advertise       string
+	BootstrapExpect int
+	FSM             StateMachine
+	Logger          *slog.Logger
+	// LogOutput receives hashicorp/raft's own log lines.
+	LogOutput io.Writer
+
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// ApplyTimeout bounds a write from enqueue to FSM response.
+	ApplyTimeout time.Duration
+}
+
+// Errors a writer can see. All of them mean the outcome is "not committed,
+// or unknown": SMTP answers 451 and the sender retries.
+var (
+	ErrNoLeader = errors.New("cluster: no leader")
+	ErrTimeout  = errors.New("cluster: write timed out")
+	ErrUnknown  = errors.New("cluster: leadership lost, outcome unknown")
+)
+
+// Cluster is a running Raft node.
+type Cluster struct {
+	cfg       Config
+	logger    *slog.Logger
+	raft      *raft.Raft
+	mux       *mux
+	transport *raft.NetworkTransport
+	logs      *raftboltdb.BoltStore
+	snaps     *raft.FileSnapshotStore
+}
+
+// Start opens the stores, restores the state machine from the latest
+// snapshot if its own store is behind, and starts Raft.
+func Start(cfg Config) (*Cluster, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = io.Discard
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.RaftAddr
+	}
+	if cfg.BootstrapExpect == 0 {
+		cfg.BootstrapExpect = 1
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, logger: cfg.Logger}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: cfg.LogOutput, Level: hclog.Info, JSONFormat: true})
+
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft log store: %w", err)
+	}
+	c.logs = logs
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	c.snaps = snaps
+	if err := c.catchUpFromSnapshot(); err != nil {
+		logs.Close()
+		return nil, err
+	}
+
+	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: advertise address: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: listen %s: %w", cfg.RaftAddr, err)
+	}
+	if adv.Port == 0 {
+		adv = ln.Addr().(*net.TCPAddr)
+	}
+	c.mux = newMux(ln, nil)
+	layer := &raftLayer{m: c.mux, advertise: adv, dial: func(addr string, timeout time.Duration) (net.Conn, error) {
+		return net.DialTimeout("tcp", addr, timeout)
+	}}
+	c.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	// The store keeps its own applied index, so a restart replays only what
+	// it has not applied instead of rebuilding from a snapshot (DESIGN.md §3.4).
+	rc.NoSnapshotRestoreOnStart = true
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.TrailingLogs = 2048
+	rc.SnapshotThreshold = 8192
+	rc.SnapshotInterval = 60 * time.Second
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+		rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	r, err := raft.NewRaft(rc, cfg.FSM, logs, logs, snaps, c.transport)
+	if err != nil {
+		c.transport.Close()
+		logs.Close()
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	c.raft = r
+	if cfg.BootstrapExpect == 1 {
+		if err := c.bootstrapSelf(); err != nil {
+			c.Shutdown()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// catchUpFromSnapshot covers a state store that is behind the newest
+// snapshot (lost or replaced file): with NoSnapshotRestoreOnStart, Raft
+// would otherwise replay only the entries after that snapshot.
+func (c *Cluster) catchUpFromSnapshot() error {
+	list, err := c.snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	latest := list[0]
+	if c.cfg.FSM.AppliedIndex() >= latest.Index {
+		return nil
+	}
+	c.logger.Info("state store behind snapshot, restoring", "applied", c.cfg.FSM.AppliedIndex(), "snapshot", latest.Index)
+	_, rc, err := c.snaps.Open(latest.ID)
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshot: %w", err)
+	}
+	return c.cfg.FSM.Restore(rc)
+}
+
+func (c *Cluster) bootstrapSelf() error {
+	has, err := raft.HasExistingState(c.logs, c.logs, c.snaps)
+	if err != nil || has {
+		return err
+	}
+	f := c.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+		ID: raft.ServerID(c.cfg.ID), Address: c.transport.LocalAddr(), Suffrage: raft.Voter,
+	}}})
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// Apply commits one encoded command and returns the state machine's
+// response. An error means the command may or may not be committed.
+func (c *Cluster) Apply(ctx context.Context, cmd []byte) (any, error) {
+	timeout := c.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, ErrTimeout
+		}
+	}
+	f := c.raft.Apply(cmd, timeout)
+	// raft's timeout covers only enqueueing (DESIGN.md §5); the context
+	// bounds the wait for the commit as well.
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, mapRaftErr(err)
+		}
+	case <-ctx.Done():
+		return nil, ErrTimeout
+	}
+	resp := f.Response()
+	if err, ok := resp.(error); ok {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func mapRaftErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return ErrNoLeader
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return ErrUnknown
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrTimeout
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrNoLeader
+	}
+	return err
+}
+
+// IsLeader reports whether this node leads the group now.
+func (c *Cluster) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+// LeaderCh delivers true when this node becomes leader and false when it
+// stops being leader.
+func (c *Cluster) LeaderCh() <-chan bool { return c.raft.LeaderCh() }
+
+// Barrier waits until every entry committed before it is applied here.
+func (c *Cluster) Barrier(timeout time.Duration) error {
+	return c.raft.Barrier(timeout).Error()
+}
+
+// WaitLeader blocks until the group has a leader or ctx ends.
+func (c *Cluster) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := c.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Snapshot forces a snapshot now.
+func (c *Cluster) Snapshot() error { return c.raft.Snapshot().Error() }
+
+// Shutdown stops Raft and closes the stores.
+func (c *Cluster) Shutdown() error {
+	var err error
+	if c.raft != nil {
+		err = c.raft.Shutdown().Error()
+	}
+	if c.transport != nil {
+		c.transport.Close()
+	}
+	if c.logs != nil {
+		c.logs.Close()
+	}
+	return err
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"lifeline/webui"
+	"lifeline/webui/apiclient"
+)
+
+// apiFlags are the connection flags every API command shares.
+type apiFlags struct {
+	server string
+	token  string
+	json   bool
+}
+
+func (a *apiFlags) register(fs *flag.FlagSet, withJSON bool) {
+	fs.StringVar(&a.server, "server", envOr("LIFELINE_SERVER", "http://127.0.0.1:8080"), "node URL (or LIFELINE_SERVER)")
+	fs.StringVar(&a.token, "token", os.Getenv("LIFELINE_TOKEN"), "operator token (or LIFELINE_TOKEN)")
+	if withJSON {
+		fs.BoolVar(&a.json, "json", false, "print JSON")
+	}
+}
+
+func (a *apiFlags) client() *apiclient.Client { return apiclient.New(a.server, a.token) }
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments, as operators type them: `domain add NAME --destination X`.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, errUsage
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func ctx30() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, true)
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	st, err := a.client().Status(ctx)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return printJSON(stdout, st)
+	}
+	c := st.Cluster
+	health := "healthy"
+	if !st.Healthy {
+		health = "UNHEALTHY: " + st.Problem
+	}
+	fmt.Fprintf(stdout, "node %s is %s (%s)\nleader %s  term %d  commit %d  applied %d\n\n",
+		c.ID, strings.ToLower(c.State), health, orDash(c.LeaderID), c.Term, c.CommitIndex, c.AppliedIndex)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tADDRESS\tROLE\tSUFFRAGE")
+	for _, s := range c.Servers {
+		role := "follower"
+		if s.Leader {
+			role = "leader"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.ID, s.Address, role, s.Suffrage)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nqueue: %d messages, %d bytes", st.Queue.Messages, st.Queue.Bytes)
+	if st.Queue.OldestReceived != 0 {
+		fmt.Fprintf(stdout, ", oldest %s", time.Unix(0, st.Queue.OldestReceived).UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(stdout)
+	for d, n := range st.Queue.ByDomain {
+		fmt.Fprintf(stdout, "  %s: %d\n", d, n)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+const adminUsage = `usage:
+  lifeline admin domain add NAME --destination HOST:PORT [--org ORG]
+  lifeline admin domain set NAME --destination HOST:PORT [--org ORG]
+  lifeline admin domain remove NAME
+  lifeline admin domain list [--json]
+  lifeline admin queue list [--domain D] [--sender S] [--recipient R] [--json]
+  lifeline admin queue show ID [--json]
+`
+
+func runAdmin(args []string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, adminUsage)
+		return errUsage
+	}
+	switch args[0] + " " + args[1] {
+	case "domain add", "domain set":
+		return adminDomainPut(args[1] == "add", args[2:], stdout, stderr)
+	case "domain remove":
+		return adminDomainRemove(args[2:], stdout, stderr)
+	case "domain list":
+		return adminDomainList(args[2:], stdout, stderr)
+	case "queue list":
+		return adminQueueList(args[2:], stdout, stderr)
+	case "queue show":
+		return adminQueueShow(args[2:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage)
+	return errUsage
+}
+
+func oneName(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", fmt.Errorf("want exactly one %s", what)
+	}
+	return pos[0], nil
+}
+
+func adminDomainPut(create bool, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin domain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, true)
+	var req webui.DomainRequest
+	fs.StringVar(&req.Destination, "destination", "", "HOST:PORT of the customer's mail server")
+	fs.StringVar(&req.Org, "org", "", "organisation the domain belongs to")
+	name, err := oneName(fs, args, "domain name")
+	if err != nil {
+		return err
+	}
+	if req.Destination == "" {
+		return errors.New("--destination HOST:PORT is required")
+	}
+	req.Name = name
+	ctx, cancel := ctx30()
+	defer cancel()
+	c := a.client()
+	put := c.AddDomain
+	if !create {
+		put = c.SetDomain
+	}
+	d, err := put(ctx, req)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return printJSON(stdout, d)
+	}
+	fmt.Fprintf(stdout, "%s -> %s\n", d.Name, d.Destination)
+	return nil
+}
+
+func adminDomainRemove(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin domain remove", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, false)
+	name, err := oneName(fs, args, "domain name")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	if err := a.client().RemoveDomain(ctx, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %s\n", name)
+	return nil
+}
+
+func adminDomainList(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin domain list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, true)
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	ds, err := a.client().Domains(ctx)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return printJSON(stdout, ds)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tDESTINATION\tORG")
+	for _, d := range ds {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Destination, orDash(d.Org))
+	}
+	return tw.Flush()
+}
+
+func adminQueueList(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin queue list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, true)
+	var f apiclient.QueueFilter
+	fs.StringVar(&f.Domain, "domain", "", "only messages with a recipient in this domain")
+	fs.StringVar(&f.Sender, "sender", "", "only senders containing this text")
+	fs.StringVar(&f.Recipient, "recipient", "", "only recipients containing this text")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	msgs, err := a.client().Queue(ctx, f)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return printJSON(stdout, msgs)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSIZE\tRECEIVED\tFROM\tRECIPIENTS")
+	for _, m := range msgs {
+		var rc []string
+		for _, r := range m.Recipients {
+			rc = append(rc, r.Address)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t<%s>\t%s\n", m.ID, m.Size, m.Received.Format(time.RFC3339), m.From, strings.Join(rc, ", "))
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d messages\n", len(msgs))
+	return nil
+}
+
+func adminQueueShow(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin queue show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, true)
+	id, err := oneName(fs, args, "queue ID")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	m, err := a.client().Message(ctx, id)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return printJSON(stdout, m)
+	}
+	fmt.Fprintf(stdout, "ID:        %s\nFrom:      <%s>\nSize:      %d\nReceived:  %s from %s (%s) on %s\nTLS:       %v\n",
+		m.ID, m.From, m.Size, m.Received.Format(time.RFC3339), m.Helo, m.RemoteAddr, m.Node, m.TLS)
+	if m.Ret != "" || m.EnvID != "" {
+		fmt.Fprintf(stdout, "DSN:       RET=%s ENVID=%s\n", orDash(m.Ret), orDash(m.EnvID))
+	}
+	fmt.Fprintf(stdout, "Body:      %s\n", m.Blob)
+	for _, r := range m.Recipients {
+		fmt.Fprintf(stdout, "  %s  %s  attempts %d", r.Address, r.State, r.Attempts)
+		if r.NextAttempt != nil {
+			fmt.Fprintf(stdout, "  next %s", r.NextAttempt.Format(time.RFC3339))
+		}
+		if r.LastReply != "" {
+			fmt.Fprintf(stdout, "  last %q", r.LastReply)
+		}
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}

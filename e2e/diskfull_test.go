@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A node whose disk is full cannot keep a promise, so it must not make
+// one: every message gets 451 4.3.0 and nothing is queued. Once space is
+// back, the same node takes mail again without a restart.
+func TestFullDiskAnswers451(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+
+	p := newProc(t)
+	p.dataDir = filepath.Join(mnt, "node")
+	p.start()
+	p.mustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
+
+	c := dialSMTP(t, p.smtp)
+	c.cmd("EHLO client.example.net", "250")
+	msg := "Subject: before\r\n\r\nhello\r\n"
+	queueID(t, c.send("a@example.net", []string{"u@customer.test"}, msg))
+
+	filler := filepath.Join(mnt, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte{0}, 1<<20)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	// Fill the last partial block too.
+	for {
+		if _, err := f.Write(chunk[:512]); err != nil {
+			break
+		}
+	}
+	f.Close()
+
+	big := "Subject: during\r\n\r\n" + strings.Repeat("x", 900) + "\r\n"
+	for i := 0; i < 3; i++ {
+		c.cmd("MAIL FROM:<a@example.net>", "250")
+		c.cmd("RCPT TO:<u@customer.test>", "250")
+		c.cmd("DATA", "354")
+		c.conn.Write([]byte(big + ".\r\n"))
+		if line := c.reply(); !strings.HasPrefix(line, "451 4.3.0") {
+			t.Fatalf("with the disk full, got %q, want 451 4.3.0", line)
+		}
+	}
+
+	os.Remove(filler)
+	queueID(t, c.send("a@example.net", []string{"u@customer.test"}, "Subject: after\r\n\r\nhello again\r\n"))
+	out := p.mustCLI("admin", "queue", "list")
+	if !strings.Contains(out, "2 messages") {
+		t.Fatalf("want exactly the two accepted messages queued, got:\n%s", out)
+	}
+}

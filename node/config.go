@@ -1,0 +1,67 @@
+// Package node assembles one Lifeline appliance node: its configuration,
+// the order in which its parts start and stop, and the duties it carries
+// while it leads the cluster.
+package node
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+)
+
+// Config is every setting of one node. The CLI fills it from flags and the
+// config file (DESIGN.md §4).
+type Config struct {
+	ID              string
+	DataDir         string
+	SMTPAddr        string
+	HTTPAddr        string
+	RaftAddr        string
+	GossipAddr      string
+	Join            []string
+	BootstrapExpect int
+	// AdminToken, when set on the bootstrapping node, becomes the operator
+	// token of a new cluster; only its hash is stored.
+	AdminToken string
+	// Hostname is the name this node uses in SMTP greetings and Received.
+	Hostname string
+	TLS      *tls.Config
+
+	RetrySchedule  []time.Duration
+	DelayWarning   time.Duration
+	QueueLifetime  time.Duration
+	MaxMessageSize int64
+	MaxRecipients  int
+	Transports     map[string]string
+
+	Logger *slog.Logger
+	// Now is the clock; tests inject a fake one.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.BootstrapExpect == 0 {
+		c.BootstrapExpect = 1
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 50 << 20
+	}
+	if c.MaxRecipients == 0 {
+		c.MaxRecipients = 1000
+	}
+	if c.DelayWarning == 0 {
+		c.DelayWarning = 4 * time.Hour
+	}
+	if c.QueueLifetime == 0 {
+		c.QueueLifetime = 720 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Hostname == "" {
+		c.Hostname = c.ID
+	}
+}

@@ -1,0 +1,52 @@
+package node
+
+import (
+	"time"
+)
+
+// blobGrace is how long an unreferenced blob is kept. A body is written
+// before its SpoolAdd commits, and on a follower it may arrive before the
+// entry is applied; the grace period covers both, and a body whose
+// SpoolAdd never committed is dropped after it (DESIGN.md §1.8).
+const blobGrace = 15 * time.Minute
+
+// collectBlobs removes bodies that no spooled message references any more.
+// It returns how many it removed.
+func (n *Node) collectBlobs(now time.Time) (int, error) {
+	removed := 0
+	err := n.blobs.Walk(func(h string, mod time.Time) error {
+		if now.Sub(mod) < blobGrace {
+			return nil
+		}
+		ref, err := n.store.BlobReferenced(h)
+		if err != nil {
+			return err
+		}
+		if !ref {
+			if err := n.blobs.Remove(h); err != nil {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	return removed, err
+}
+
+func (n *Node) gcLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			if removed, err := n.collectBlobs(n.cfg.Now()); err != nil {
+				n.logger.Warn("blob collection failed", "err", err)
+			} else if removed > 0 {
+				n.logger.Info("removed retired message bodies", "count", removed)
+			}
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"lifeline/cluster"
+	"lifeline/cluster/blob"
+	"lifeline/fsm"
+	"lifeline/smtp"
+	"lifeline/webui"
+)
+
+// Node is one running appliance node.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+
+	store   *fsm.Store
+	fsm     *fsm.FSM
+	blobs   *blob.Store
+	cluster *cluster.Cluster
+	smtp    *smtp.Server
+	http    *http.Server
+
+	smtpLn net.Listener
+	httpLn net.Listener
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Start brings a node up: state first, then Raft, then the listeners, so
+// nothing answers before it can keep a promise.
+func Start(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.ID == "" {
+		return nil, errors.New("node: an ID is required")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("node: a data directory is required")
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+
+	var err error
+	if n.store, err = fsm.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+		return nil, err
+	}
+	n.fsm = fsm.New(n.store, n.logger)
+	if n.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
+		return nil, err
+	}
+	n.cluster, err = cluster.Start(cluster.Config{
+		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, BootstrapExpect: cfg.BootstrapExpect,
+		FSM: n.fsm, Logger: n.logger, LogOutput: os.Stderr,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("node: http listen: %w", err)
+	}
+	n.http = &http.Server{
+		Handler:           webui.New(n, n.logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("http server stopped", "err", err)
+		}
+	}()
+
+	if n.smtpLn, err = net.Listen("tcp", cfg.SMTPAddr); err != nil {
+		return nil, fmt.Errorf("node: smtp listen: %w", err)
+	}
+	n.smtp = smtp.NewServer(smtp.Config{
+		Hostname:        cfg.Hostname,
+		MaxMessageBytes: cfg.MaxMessageSize,
+		MaxRecipients:   cfg.MaxRecipients,
+		TLSConfig:       cfg.TLS,
+		Logger:          n.logger,
+		Now:             cfg.Now,
+		NewID:           func() string { return newQueueID(cfg.Now()) },
+		Queue:           &mxQueue{n: n},
+	})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.smtp.Serve(n.smtpLn); err != nil && !errors.Is(err, net.ErrClosed) {
+			n.logger.Error("smtp server stopped", "err", err)
+		}
+	}()
+
+	n.wg.Add(2)
+	go n.leaderLoop()
+	go n.gcLoop()
+	ok = true
+	n.logger.Info("node started", "smtp", n.SMTPAddr(), "http", n.HTTPAddr(), "raft", cfg.RaftAddr)
+	return n, nil
+}
+
+// SMTPAddr is the address the MX listens on.
+func (n *Node) SMTPAddr() string { return n.smtpLn.Addr().String() }
+
+// HTTPAddr is the address the web UI and API listen on.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// Store implements webui.Backend.
+func (n *Node) Store() *fsm.Store { return n.store }
+
+// Now implements webui.Backend.
+func (n *Node) Now() time.Time { return n.cfg.Now() }
+
+// ClusterStatus implements webui.Backend.
+func (n *Node) ClusterStatus() cluster.Status { return n.cluster.Status() }
+
+// Healthy is nil when the node can take mail: its store works and the
+// cluster has a leader.
+func (n *Node) Healthy() error {
+	if err := n.store.Failed(); err != nil {
+		return err
+	}
+	if n.cluster.Status().Leader == "" {
+		return errors.New("no leader")
+	}
+	return nil
+}
+
+// Apply encodes a command and commits it through Raft.
+func (n *Node) Apply(ctx context.Context, cmd any) error {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	_, err = n.cluster.Apply(ctx, data)
+	return err
+}
+
+// leaderLoop carries the duties of the leader. A new leader first waits on
+// a Barrier so it acts on a state that includes every committed entry
+// (DESIGN.md §3.7).
+func (n *Node) leaderLoop() {
+	defer n.wg.Done()
+	stopDuties := func() {}
+	defer func() { stopDuties() }()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case leader := <-n.cluster.LeaderCh():
+			stopDuties()
+			stopDuties = func() {}
+			if !leader {
+				n.logger.Info("lost leadership")
+				continue
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			stopDuties = cancel
+			n.logger.Info("became leader")
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.leadership(ctx)
+			}()
+		}
+	}
+}
+
+func (n *Node) leadership(ctx context.Context) {
+	for {
+		if err := n.cluster.Barrier(10 * time.Second); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			return
+		} else {
+			n.logger.Warn("barrier failed", "err", err)
+		}
+	}
+	n.ensureAdminToken(ctx)
+}
+
+func (n *Node) ensureAdminToken(ctx context.Context) {
+	if n.cfg.AdminToken == "" {
+		return
+	}
+	if h, err := n.store.AdminTokenHash(); err != nil || h != "" {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.Apply(cctx, &fsm.SetAdminToken{Hash: webui.HashToken(n.cfg.AdminToken)}); err != nil {
+		n.logger.Error("storing operator token failed", "err", err)
+		return
+	}
+	n.logger.Info("operator token set")
+}
+
+// Close stops the listeners, then Raft, then the stores.
+func (n *Node) Close() error {
+	select {
+	case <-n.stop:
+		return nil
+	default:
+		close(n.stop)
+	}
+	if n.smtp != nil {
+		n.smtp.Close()
+	} else if n.smtpLn != nil {
+		n.smtpLn.Close()
+	}
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n.http.Shutdown(ctx)
+		cancel()
+	} else if n.httpLn != nil {
+		n.httpLn.Close()
+	}
+	if n.cluster != nil {
+		n.cluster.Shutdown()
+	}
+	n.wg.Wait()
+	if n.store != nil {
+		n.store.Close()
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"lifeline/fsm"
+)
+
+func startTestNode(t *testing.T) *Node {
+	t.Helper()
+	n, err := Start(Config{
+		ID: "t1", DataDir: t.TempDir(), SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		AdminToken: "secret-token",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for n.Healthy() != nil {
+		if ctx.Err() != nil {
+			t.Fatal("node never became healthy")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := n.Apply(ctx, &fsm.DomainPut{Name: "customer.test", Destination: "127.0.0.1:1", At: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// smtpTransaction sends one message and returns the first reply that is
+// not a success.
+func smtpTransaction(t *testing.T, addr string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	read := func() string {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if len(line) < 4 || line[3] != '-' {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	read()
+	for _, c := range []string{"EHLO t.example", "MAIL FROM:<a@example.net>", "RCPT TO:<u@customer.test>", "DATA"} {
+		fmt.Fprintf(conn, "%s\r\n", c)
+		if line := read(); line[0] != '2' && line[0] != '3' {
+			return line
+		}
+	}
+	fmt.Fprint(conn, "Subject: x\r\n\r\nbody\r\n.\r\n")
+	return read()
+}
+
+func TestClosedStoreAnswers451AndUnhealthy(t *testing.T) {
+	n := startTestNode(t)
+	if line := smtpTransaction(t, n.SMTPAddr()); !strings.HasPrefix(line, "250 2.0.0") {
+		t.Fatalf("healthy node: %q", line)
+	}
+	n.store.Close()
+	if line := smtpTransaction(t, n.SMTPAddr()); !strings.HasPrefix(line, "451 4.3.0") {
+		t.Fatalf("closed store: got %q, want 451 4.3.0", line)
+	}
+	resp, err := http.Get("http://" + n.HTTPAddr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("healthz with a closed store: %d", resp.StatusCode)
+	}
+}
+
+func TestQueueIDsSortByArrival(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a, b := newQueueID(t0), newQueueID(t0.Add(time.Millisecond))
+	if len(a) != 18 || a >= b {
+		t.Fatalf("IDs %s, %s: want 18 characters in arrival order", a, b)
+	}
+	if strings.ContainsAny(a+b, "ILOU") {
+		t.Fatalf("ID uses an ambiguous letter: %s %s", a, b)
+	}
+}

@@ -1,0 +1,39 @@
+package node
+
+import (
+	"context"
+
+	"lifeline/cluster/blob"
+	"lifeline/fsm"
+	"lifeline/smtp"
+)
+
+// mxQueue connects the SMTP listener to the replicated spool.
+type mxQueue struct {
+	n *Node
+}
+
+func (q *mxQueue) Protected(domain string) (bool, error) {
+	_, ok, err := q.n.store.Domain(domain)
+	return ok, err
+}
+
+func (q *mxQueue) NewBlob() (smtp.BlobWriter, error) {
+	return q.n.blobs.Create()
+}
+
+// Enqueue commits a SpoolAdd once the body is durable. Bodies never travel
+// in the Raft log (DESIGN.md §3.3); the command carries the hash.
+func (q *mxQueue) Enqueue(ctx context.Context, env *smtp.Envelope, hash string, size int64) error {
+	cmd := &fsm.SpoolAdd{
+		ID: env.ID, From: env.From, Ret: env.Ret, EnvID: env.EnvID, Body: env.Body,
+		SMTPUTF8: env.SMTPUTF8, Helo: env.Helo, RemoteAddr: env.RemoteAddr, TLS: env.TLS,
+		Node: q.n.cfg.ID, BlobHash: hash, Size: size, ReceivedAt: env.ReceivedAt.UnixNano(),
+	}
+	for _, r := range env.Recipients {
+		cmd.Recipients = append(cmd.Recipients, fsm.Recipient{Address: r.Address, Domain: r.Domain, Notify: r.Notify, ORCPT: r.ORCPT})
+	}
+	return q.n.Apply(ctx, cmd)
+}
+
+var _ smtp.BlobWriter = (*blob.Writer)(nil)

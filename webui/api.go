@@ -1,0 +1,321 @@
+// Package webui serves Lifeline over HTTP: the JSON API under /api/v1/,
+// /healthz, and the pages people use.
+package webui
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"lifeline/cluster"
+	"lifeline/fsm"
+)
+
+// Backend is what the web layer needs from its node: read-side queries,
+// a write path through Raft, and the node's view of the cluster.
+type Backend interface {
+	Store() *fsm.Store
+	// Apply encodes and commits a command through the cluster.
+	Apply(ctx context.Context, cmd any) error
+	ClusterStatus() cluster.Status
+	// Healthy is nil when this node can accept mail.
+	Healthy() error
+	Now() time.Time
+}
+
+// Server is the HTTP face of one node.
+type Server struct {
+	b      Backend
+	logger *slog.Logger
+	mux    *http.ServeMux
+}
+
+// New builds the handler tree.
+func New(b Backend, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{b: b, logger: logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /{$}", s.statusPage)
+	s.mux.HandleFunc("GET /status", s.statusPage)
+	s.mux.HandleFunc("GET /api/v1/status", s.auth(s.apiStatus))
+	s.mux.HandleFunc("GET /api/v1/domains", s.auth(s.listDomains))
+	s.mux.HandleFunc("POST /api/v1/domains", s.auth(s.addDomain))
+	s.mux.HandleFunc("GET /api/v1/domains/{name}", s.auth(s.getDomain))
+	s.mux.HandleFunc("PUT /api/v1/domains/{name}", s.auth(s.setDomain))
+	s.mux.HandleFunc("DELETE /api/v1/domains/{name}", s.auth(s.removeDomain))
+	s.mux.HandleFunc("GET /api/v1/queue", s.auth(s.listQueue))
+	s.mux.HandleFunc("GET /api/v1/queue/{id}", s.auth(s.showMessage))
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint")
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+// maxBody bounds every API request body; none needs more.
+const maxBody = 1 << 20
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+// HashToken is how the operator token is kept in replicated state. The
+// token is 256 random bits, not a password, so a plain sha256 is enough.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		want, err := s.b.Store().AdminTokenHash()
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+			return
+		}
+		if !ok || want == "" || subtle.ConstantTimeCompare([]byte(HashToken(tok)), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lifeline"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong operator token")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	st := s.b.ClusterStatus()
+	body := map[string]any{"id": st.ID, "state": st.State, "leader": st.LeaderID, "applied_index": st.AppliedIndex}
+	if err := s.b.Healthy(); err != nil {
+		body["status"] = "unhealthy"
+		body["error"] = err.Error()
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	body["status"] = "ok"
+	writeJSON(w, http.StatusOK, body)
+}
+
+// StatusReport is the body of GET /api/v1/status.
+type StatusReport struct {
+	Cluster cluster.Status `json:"cluster"`
+	Queue   fsm.QueueStats `json:"queue"`
+	Healthy bool           `json:"healthy"`
+	Problem string         `json:"problem,omitempty"`
+}
+
+func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
+	rep := StatusReport{Cluster: s.b.ClusterStatus(), Healthy: true}
+	if err := s.b.Healthy(); err != nil {
+		rep.Healthy = false
+		rep.Problem = err.Error()
+	}
+	q, err := s.b.Store().Stats()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	rep.Queue = q
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// DomainRequest is the body of POST /api/v1/domains and PUT .../{name}.
+type DomainRequest struct {
+	Name        string `json:"name"`
+	Destination string `json:"destination"`
+	Org         string `json:"org,omitempty"`
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// ValidDomainName accepts an LDH host name of at least two labels, the
+// shape RFC 5321 §2.3.5 allows for a mail domain. It returns the name in
+// lower case without a trailing dot.
+func ValidDomainName(name string) (string, bool) {
+	name = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
+	if len(name) == 0 || len(name) > 253 {
+		return "", false
+	}
+	labels := strings.Split(name, ".")
+	if len(labels) < 2 {
+		return "", false
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return "", false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "", false
+			}
+		}
+	}
+	return name, true
+}
+
+// ValidDestination accepts host:port with a port from 1 to 65535.
+func ValidDestination(dest string) bool {
+	host, port, err := net.SplitHostPort(dest)
+	if err != nil || host == "" || strings.ContainsAny(host, " /\\@") {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p > 0 && p < 65536
+}
+
+func (s *Server) putDomain(w http.ResponseWriter, r *http.Request, req DomainRequest, create bool) {
+	name, ok := ValidDomainName(req.Name)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid domain name: "+strconv.Quote(req.Name))
+		return
+	}
+	if !ValidDestination(req.Destination) {
+		writeError(w, http.StatusBadRequest, "destination must be host:port, got "+strconv.Quote(req.Destination))
+		return
+	}
+	_, exists, err := s.b.Store().Domain(name)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if create && exists {
+		writeError(w, http.StatusConflict, "domain already exists: "+name)
+		return
+	}
+	if !create && !exists {
+		writeError(w, http.StatusNotFound, "no such domain: "+name)
+		return
+	}
+	cmd := &fsm.DomainPut{Name: name, Destination: req.Destination, Org: req.Org, At: s.b.Now().UnixNano()}
+	if !s.apply(w, r, cmd) {
+		return
+	}
+	d, _, _ := s.b.Store().Domain(name)
+	code := http.StatusOK
+	if create {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, d)
+}
+
+// apply commits a command and answers the failure itself.
+func (s *Server) apply(w http.ResponseWriter, r *http.Request, cmd any) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	err := s.b.Apply(ctx, cmd)
+	if err == nil {
+		return true
+	}
+	var ve *fsm.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, ve.Msg)
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrUnknown):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "cluster cannot commit now: "+err.Error())
+	default:
+		s.logger.Error("apply failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot commit: "+err.Error())
+	}
+	return false
+}
+
+func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) {
+	var req DomainRequest
+	if decodeBody(w, r, &req) {
+		s.putDomain(w, r, req, true)
+	}
+}
+
+func (s *Server) setDomain(w http.ResponseWriter, r *http.Request) {
+	var req DomainRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Name != "" && !strings.EqualFold(strings.TrimSuffix(req.Name, "."), r.PathValue("name")) {
+		writeError(w, http.StatusBadRequest, "name in body does not match the URL")
+		return
+	}
+	req.Name = r.PathValue("name")
+	s.putDomain(w, r, req, false)
+}
+
+func (s *Server) getDomain(w http.ResponseWriter, r *http.Request) {
+	name, ok := ValidDomainName(r.PathValue("name"))
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid domain name")
+		return
+	}
+	d, exists, err := s.b.Store().Domain(name)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if !exists {
+		writeError(w, http.StatusNotFound, "no such domain: "+name)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) {
+	name, ok := ValidDomainName(r.PathValue("name"))
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid domain name")
+		return
+	}
+	if _, exists, _ := s.b.Store().Domain(name); !exists {
+		writeError(w, http.StatusNotFound, "no such domain: "+name)
+		return
+	}
+	if s.apply(w, r, &fsm.DomainRemove{Name: name}) {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (s *Server) listDomains(w http.ResponseWriter, r *http.Request) {
+	ds, err := s.b.Store().Domains()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if ds == nil {
+		ds = []fsm.Domain{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"domains": ds})
+}

@@ -1,0 +1,97 @@
+package webui
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"lifeline/fsm"
+)
+
+// QueueRecipient is one recipient in the queue API.
+type QueueRecipient struct {
+	Address     string     `json:"address"`
+	State       string     `json:"state"`
+	Notify      []string   `json:"notify,omitempty"`
+	ORCPT       string     `json:"orcpt,omitempty"`
+	Attempts    int        `json:"attempts"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	LastAttempt *time.Time `json:"last_attempt,omitempty"`
+	LastReply   string     `json:"last_reply,omitempty"`
+}
+
+// QueueMessage is one message in the queue API.
+type QueueMessage struct {
+	ID         string           `json:"id"`
+	From       string           `json:"from"`
+	Recipients []QueueRecipient `json:"recipients"`
+	Size       int64            `json:"size"`
+	Received   time.Time        `json:"received"`
+	Ret        string           `json:"ret,omitempty"`
+	EnvID      string           `json:"envid,omitempty"`
+	Helo       string           `json:"helo,omitempty"`
+	RemoteAddr string           `json:"remote_addr,omitempty"`
+	TLS        bool             `json:"tls"`
+	Node       string           `json:"node,omitempty"`
+	Blob       string           `json:"blob"`
+}
+
+func unixTime(ns int64) *time.Time {
+	if ns == 0 {
+		return nil
+	}
+	t := time.Unix(0, ns).UTC()
+	return &t
+}
+
+func toQueueMessage(m *fsm.Message) QueueMessage {
+	q := QueueMessage{
+		ID: m.ID, From: m.From, Size: m.Size, Received: time.Unix(0, m.ReceivedAt).UTC(),
+		Ret: m.Ret, EnvID: m.EnvID, Helo: m.Helo, RemoteAddr: m.RemoteAddr, TLS: m.TLS, Node: m.Node, Blob: m.BlobHash,
+		Recipients: []QueueRecipient{},
+	}
+	for _, r := range m.Recipients {
+		q.Recipients = append(q.Recipients, QueueRecipient{
+			Address: r.Address, State: r.State, Notify: r.Notify, ORCPT: r.ORCPT, Attempts: r.Attempts,
+			NextAttempt: unixTime(r.NextAttempt), LastAttempt: unixTime(r.LastAttempt), LastReply: r.LastReply,
+		})
+	}
+	return q
+}
+
+func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be between 1 and 1000")
+			return
+		}
+		limit = n
+	}
+	f := fsm.MessageFilter{Domain: q.Get("domain"), Sender: q.Get("sender"), Recipient: q.Get("recipient")}
+	msgs, next, err := s.b.Store().Messages(f, q.Get("after"), limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	out := make([]QueueMessage, 0, len(msgs))
+	for i := range msgs {
+		out = append(out, toQueueMessage(&msgs[i]))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": out, "next": next})
+}
+
+func (s *Server) showMessage(w http.ResponseWriter, r *http.Request) {
+	m, ok, err := s.b.Store().Message(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such message in the queue")
+		return
+	}
+	writeJSON(w, http.StatusOK, toQueueMessage(&m))
+}
