@@ -28,7 +28,8 @@ fuzz:
 	$(GO) test ./smtp/ -run '^$$' -fuzz '^FuzzParseRecipient$$' -fuzztime 60s
 
 bench: build
-	$(GO) run ./e2e/bench -binary $(BIN)
+	@test -x /usr/sbin/postfix || echo "Postfix is not installed; for the comparison run: apt-get install postfix"
+	$(GO) run ./e2e/bench -binary $(BIN) -messages 5000 -sessions 20 -size 4096 -postfix=true -timeout 10m
 
 clean:
 	rm -rf bin

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// buildLifeline builds the binary from the module that contains the
+// working directory, so `go run ./e2e/bench` measures the tree it sits in.
+func buildLifeline(ctx context.Context, outDir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the lifeline module: run from the repository or pass -binary")
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(outDir, "lifeline")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// lifelineNode is a single-node cluster running as a real process.
+type lifelineNode struct {
+	bin      string
+	cmd      *exec.Cmd
+	smtpAddr string
+	httpAddr string
+	token    string
+	logPath  string
+	exited   chan struct{}
+	waitErr  error
+}
+
+func startLifeline(ctx context.Context, bin, dir string) (*lifelineNode, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	tok := make([]byte, 24)
+	rand.Read(tok)
+	n := &lifelineNode{
+		bin:      bin,
+		smtpAddr: ports[0],
+		httpAddr: ports[1],
+		token:    hex.EncodeToString(tok),
+		logPath:  filepath.Join(dir, "node.log"),
+		exited:   make(chan struct{}),
+	}
+	dataDir := filepath.Join(dir, "data")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(n.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+
+	n.cmd = exec.Command(bin, "node",
+		"--id", "bench1",
+		"--data-dir", dataDir,
+		"--smtp-addr", n.smtpAddr,
+		"--http-addr", n.httpAddr,
+		"--raft-addr", ports[2],
+		"--gossip-addr", ports[3],
+	)
+	n.cmd.Env = append(os.Environ(), "LIFELINE_ADMIN_TOKEN="+n.token)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group: Ctrl-C reaches only the harness, which
+		// then stops the node in order. If the harness dies, so does it.
+		Setpgid:   true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := n.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		n.waitErr = n.cmd.Wait()
+		close(n.exited)
+	}()
+
+	if err := n.waitHealthy(ctx, 60*time.Second); err != nil {
+		n.stop()
+		return nil, fmt.Errorf("%w%s", err, n.logTail())
+	}
+	return n, nil
+}
+
+func (n *lifelineNode) waitHealthy(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	url := "http://" + n.httpAddr + "/healthz"
+	client := &http.Client{Timeout: 2 * time.Second}
+	last := "no answer"
+	return poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		select {
+		case <-n.exited:
+			return false, fmt.Errorf("lifeline node exited during start: %v", n.waitErr)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK, nil
+	}, func() string { return "GET " + url + ": " + last })
+}
+
+// addDomain protects the benchmark domain. The API is retried briefly
+// because a healthy single node may still be settling its first term.
+func (n *lifelineNode) addDomain(ctx context.Context, domain, dest string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last string
+	err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		cmd := exec.CommandContext(ctx, n.bin, "admin", "domain", "add", domain,
+			"--destination", dest, "--server", "http://"+n.httpAddr, "--token", n.token)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return true, nil
+		}
+		last = fmt.Sprintf("%v: %s", err, strings.TrimSpace(string(out)))
+		// A retry after an attempt whose answer was lost finds the domain
+		// already there, which is what we wanted.
+		if strings.Contains(strings.ToLower(string(out)), "exist") {
+			return true, nil
+		}
+		return false, nil
+	}, func() string { return "lifeline admin domain add: " + last })
+	if err != nil {
+		return fmt.Errorf("%w%s", err, n.logTail())
+	}
+	return nil
+}
+
+// stop ends the node gracefully, then forcibly if it does not go.
+func (n *lifelineNode) stop() {
+	select {
+	case <-n.exited:
+		return
+	default:
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(15 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.exited
+	}
+}
+
+func (n *lifelineNode) logTail() string { return fileTail(n.logPath, 30, "lifeline node log") }
+
+// freePorts finds n distinct free loopback ports by holding all listeners
+// open until each has its own port.
+func freePorts(n int) ([]string, error) {
+	var addrs []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
+}
+
+// deadAddr is a loopback port that nothing listens on: a mail server that
+// is down, so every accepted message stays queued.
+func deadAddr() (string, error) {
+	a, err := freePorts(1)
+	if err != nil {
+		return "", err
+	}
+	return a[0], nil
+}
+
+// waitGreeting polls until a server at addr answers with a 220 greeting.
+func waitGreeting(ctx context.Context, addr string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	last := "no answer"
+	return poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = strings.TrimSpace(line)
+		if code, _ := strconv.Atoi(line[:min(3, len(line))]); code == 220 {
+			c.Write([]byte("QUIT\r\n"))
+			return true, nil
+		}
+		return false, nil
+	}, func() string { return addr + ": " + last })
+}
+
+// poll calls try every interval until it reports done, fails, or ctx ends;
+// the error then says what the last try saw.
+func poll(ctx context.Context, interval time.Duration, try func() (bool, error), status func() string) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		done, err := try()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s (gave up: %w)", status(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
