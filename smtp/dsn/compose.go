@@ -298,7 +298,7 @@ func deliveryStatus(n Notice, host string) string {
 // statusCode keeps a well-formed RFC 3463 code whose class agrees with
 // the action (RFC 3464 §2.3.4: delayed is 4, failed is 5, the rest 2),
 // corrects the class of one that does not, and otherwise falls back to the
-// generic code for the action.
+// generic code for the action. Expiry (4.4.7) is kept on a failure.
 func statusCode(s string, act Action) string {
 	class := "2"
 	switch act {
@@ -314,6 +314,12 @@ func statusCode(s string, act Action) string {
 	}
 	if !ok {
 		return class + ".0.0"
+	}
+	// A message that expired in the queue failed after persistent
+	// transient errors; RFC 3463 §3.5 reports that as 4.4.7, so a failed
+	// recipient keeps a class-4 code rather than one we would invent.
+	if act == ActionFailed && strings.TrimSpace(s) == "4.4.7" {
+		return "4.4.7"
 	}
 	return class + "." + parts[1] + "." + parts[2]
 }

@@ -248,6 +248,7 @@ func TestStatusCode(t *testing.T) {
 	}{
 		{"5.1.1", ActionFailed, "5.1.1"},
 		{"4.4.1", ActionFailed, "5.4.1"}, // retried until the queue lifetime, then failed
+		{"4.4.7", ActionFailed, "4.4.7"}, // expired in the queue (RFC 3463 §3.5)
 		{"5.1.1", ActionDelayed, "4.1.1"},
 		{"", ActionDelayed, "4.0.0"},
 		{"garbage", ActionFailed, "5.0.0"},
