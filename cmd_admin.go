@@ -126,6 +126,9 @@ const adminUsage = `usage:
   lifeline admin domain list [--json]
   lifeline admin queue list [--domain D] [--sender S] [--recipient R] [--json]
   lifeline admin queue show ID [--json]
+  lifeline admin queue flush
+  lifeline admin queue hold|release|retry ID
+  lifeline admin queue delete ID [--dsn]
 `
 
 func runAdmin(args []string, stdout, stderr io.Writer) error {
@@ -144,6 +147,8 @@ func runAdmin(args []string, stdout, stderr io.Writer) error {
 		return adminQueueList(args[2:], stdout, stderr)
 	case "queue show":
 		return adminQueueShow(args[2:], stdout, stderr)
+	case "queue flush", "queue hold", "queue release", "queue retry", "queue delete":
+		return adminQueueOp(args[1], args[2:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage)
 	return errUsage
@@ -305,6 +310,39 @@ func adminQueueShow(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "  last %q", r.LastReply)
 		}
 		fmt.Fprintln(stdout)
+	}
+	return nil
+}
+
+func adminQueueOp(op string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin queue "+op, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, false)
+	bounce := fs.Bool("dsn", false, "delete: return the message to its sender with a failure notice")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	id := ""
+	if op == "flush" {
+		if len(pos) != 0 {
+			return errors.New("flush takes no arguments")
+		}
+	} else if len(pos) != 1 {
+		return errors.New("want exactly one queue ID")
+	} else {
+		id = pos[0]
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	if err := a.client().QueueOp(ctx, op, id, *bounce); err != nil {
+		return err
+	}
+	if op == "flush" {
+		fmt.Fprintln(stdout, "queue flushed: every queued message is due now")
+	} else {
+		fmt.Fprintf(stdout, "%s: %s\n", id, op)
 	}
 	return nil
 }

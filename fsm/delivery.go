@@ -18,10 +18,17 @@ const (
 // attempt moves to LeaseUntil: if no result arrives by then, the attempt is
 // presumed lost and the recipient is due again.
 type AttemptStart struct {
+	Items      []AttemptItem `codec:"i"`
+	At         int64         `codec:"t"`
+	LeaseUntil int64         `codec:"l"`
+}
+
+// AttemptItem names the recipients of one message that an attempt covers.
+// One command carries a whole connection's worth of messages, so marking
+// attempts costs one commit per batch, not one per message.
+type AttemptItem struct {
 	ID         string `codec:"id"`
 	Recipients []int  `codec:"r"`
-	At         int64  `codec:"t"`
-	LeaseUntil int64  `codec:"l"`
 }
 
 // RecipientResult is the outcome of one attempt for one recipient.
@@ -38,8 +45,13 @@ type RecipientResult struct {
 // AttemptResult records what an attempt achieved. A message whose
 // recipients are all done retires in the same command.
 type AttemptResult struct {
+	Messages []MessageResult `codec:"m"`
+	At       int64           `codec:"t"`
+}
+
+// MessageResult is the outcome for the recipients of one message.
+type MessageResult struct {
 	ID      string            `codec:"id"`
-	At      int64             `codec:"t"`
 	Results []RecipientResult `codec:"rs"`
 }
 
@@ -65,6 +77,9 @@ const (
 	OpRelease = "release"
 	OpRetry   = "retry"
 	OpDelete  = "delete"
+	// OpBounce deletes with a failure notice: the leader returns the
+	// message to its sender, then retires it.
+	OpBounce = "bounce"
 )
 
 // QueueOp is an operator action on messages. With no IDs, retry applies
@@ -72,7 +87,10 @@ const (
 type QueueOp struct {
 	Op  string   `codec:"op"`
 	IDs []string `codec:"ids,omitempty"`
-	At  int64    `codec:"t"`
+	// Domain narrows a retry of every message to the recipients of one
+	// domain: how a spool drains once its destination answers again.
+	Domain string `codec:"d,omitempty"`
+	At     int64  `codec:"t"`
 }
 
 var bucketRetired = []byte("retired")
@@ -126,17 +144,26 @@ func setNext(tx *bolt.Tx, m *Message, i int, next int64) error {
 }
 
 func applyAttemptStart(tx *bolt.Tx, c *AttemptStart) error {
-	m, err := getMessage(tx, c.ID)
+	for _, it := range c.Items {
+		if err := attemptStartOne(tx, it, c.At, c.LeaseUntil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func attemptStartOne(tx *bolt.Tx, it AttemptItem, at, lease int64) error {
+	m, err := getMessage(tx, it.ID)
 	if err != nil || m == nil {
 		return err
 	}
-	for _, i := range c.Recipients {
+	for _, i := range it.Recipients {
 		if i < 0 || i >= len(m.Recipients) || m.Recipients[i].Done() {
 			continue
 		}
 		m.Recipients[i].Attempts++
-		m.Recipients[i].LastAttempt = c.At
-		if err := setNext(tx, m, i, c.LeaseUntil); err != nil {
+		m.Recipients[i].LastAttempt = at
+		if err := setNext(tx, m, i, lease); err != nil {
 			return err
 		}
 	}
@@ -144,12 +171,21 @@ func applyAttemptStart(tx *bolt.Tx, c *AttemptStart) error {
 }
 
 func applyAttemptResult(tx *bolt.Tx, c *AttemptResult) error {
-	m, err := getMessage(tx, c.ID)
+	for _, mr := range c.Messages {
+		if err := attemptResultOne(tx, mr, c.At); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func attemptResultOne(tx *bolt.Tx, mr MessageResult, at int64) error {
+	m, err := getMessage(tx, mr.ID)
 	if err != nil || m == nil {
 		// Retired or deleted meanwhile: a late result changes nothing.
 		return err
 	}
-	for _, res := range c.Results {
+	for _, res := range mr.Results {
 		i := res.Recipient
 		if i < 0 || i >= len(m.Recipients) || m.Recipients[i].Done() {
 			continue
@@ -176,7 +212,7 @@ func applyAttemptResult(tx *bolt.Tx, c *AttemptResult) error {
 			return putMessage(tx, m)
 		}
 	}
-	return retire(tx, m, c.At, "")
+	return retire(tx, m, at, "")
 }
 
 // retire moves a finished message out of the spool into the bounded log of
@@ -311,6 +347,9 @@ func applyQueueOp(tx *bolt.Tx, c *QueueOp) error {
 			if c.Op == OpRetry && m.Held {
 				continue
 			}
+			if c.Domain != "" && !hasQueuedIn(m, c.Domain) {
+				continue
+			}
 			wasHeld := m.Held
 			m.Held = false
 			for i := range m.Recipients {
@@ -334,6 +373,27 @@ func applyQueueOp(tx *bolt.Tx, c *QueueOp) error {
 				return err
 			}
 			continue
+		case OpBounce:
+			if m.Bounce {
+				continue
+			}
+			m.Bounce = true
+			m.Held = false
+			for i := range m.Recipients {
+				if m.Recipients[i].Done() {
+					continue
+				}
+				if wasHeld(tx, m, i) {
+					m.Recipients[i].NextAttempt = c.At
+					if err := tx.Bucket(bucketDue).Put(dueKey(c.At, m.ID, i), nil); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := setNext(tx, m, i, c.At); err != nil {
+					return err
+				}
+			}
 		default:
 			return &ValidationError{Msg: "unknown queue operation " + c.Op}
 		}
@@ -342,4 +402,19 @@ func applyQueueOp(tx *bolt.Tx, c *QueueOp) error {
 		}
 	}
 	return nil
+}
+
+func hasQueuedIn(m *Message, domain string) bool {
+	for _, r := range m.Recipients {
+		if !r.Done() && r.Domain == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// wasHeld reports whether recipient i is missing from the due index, as a
+// held message's recipients are.
+func wasHeld(tx *bolt.Tx, m *Message, i int) bool {
+	return tx.Bucket(bucketDue).Get(dueKey(m.Recipients[i].NextAttempt, m.ID, i)) == nil
 }

@@ -24,17 +24,17 @@ func TestAttemptLifecycleRetiresMessage(t *testing.T) {
 	lf := &logFeeder{t: t}
 	c := spool("Q1", "a@x.com", "b@x.com")
 	t0 := c.ReceivedAt
-	applyOK(t, f, lf, c, &AttemptStart{ID: "Q1", Recipients: []int{0, 1}, At: t0 + 1, LeaseUntil: t0 + 1000})
+	applyOK(t, f, lf, c, &AttemptStart{Items: []AttemptItem{{ID: "Q1", Recipients: []int{0, 1}}}, At: t0 + 1, LeaseUntil: t0 + 1000})
 	if due, _ := f.Store().Due(t0+999, 10); len(due) != 0 {
 		t.Fatalf("recipients under lease are due: %+v", due)
 	}
 	if due, _ := f.Store().Due(t0+1000, 10); len(due) != 2 {
 		t.Fatalf("an expired lease must make recipients due again: %+v", due)
 	}
-	applyOK(t, f, lf, &AttemptResult{ID: "Q1", At: t0 + 2, Results: []RecipientResult{
+	applyOK(t, f, lf, &AttemptResult{At: t0 + 2, Messages: []MessageResult{{ID: "Q1", Results: []RecipientResult{
 		{Recipient: 0, Outcome: OutcomeDelivered, Reply: "250 ok"},
 		{Recipient: 1, Outcome: OutcomeDeferred, Reply: "451 later", NextAttempt: t0 + 500},
-	}})
+	}}}})
 	m, ok, _ := f.Store().Message("Q1")
 	if !ok || m.Recipients[0].State != StateDelivered || m.Recipients[1].Attempts != 1 || m.Recipients[1].LastReply != "451 later" {
 		t.Fatalf("after partial delivery: %+v", m)
@@ -43,7 +43,7 @@ func TestAttemptLifecycleRetiresMessage(t *testing.T) {
 	if len(due) != 1 || due[0].Recipient != 1 || due[0].At != t0+500 {
 		t.Fatalf("due after deferral: %+v", due)
 	}
-	applyOK(t, f, lf, &AttemptResult{ID: "Q1", At: t0 + 600, Results: []RecipientResult{{Recipient: 1, Outcome: OutcomeDelivered}}})
+	applyOK(t, f, lf, &AttemptResult{At: t0 + 600, Messages: []MessageResult{{ID: "Q1", Results: []RecipientResult{{Recipient: 1, Outcome: OutcomeDelivered}}}}})
 	if _, ok, _ := f.Store().Message("Q1"); ok {
 		t.Fatal("message with every recipient delivered is still spooled")
 	}
@@ -58,7 +58,7 @@ func TestAttemptLifecycleRetiresMessage(t *testing.T) {
 		t.Fatalf("retired log: %+v", ret)
 	}
 	// A late result for a retired message changes nothing.
-	applyOK(t, f, lf, &AttemptResult{ID: "Q1", At: t0 + 700, Results: []RecipientResult{{Recipient: 1, Outcome: OutcomeFailed}}})
+	applyOK(t, f, lf, &AttemptResult{At: t0 + 700, Messages: []MessageResult{{ID: "Q1", Results: []RecipientResult{{Recipient: 1, Outcome: OutcomeFailed}}}}})
 }
 
 func TestQueueOps(t *testing.T) {
@@ -67,8 +67,8 @@ func TestQueueOps(t *testing.T) {
 	a, b := spool("QA", "a@x.com"), spool("QB", "b@x.com")
 	t0 := a.ReceivedAt
 	applyOK(t, f, lf, a, b,
-		&AttemptResult{ID: "QA", At: t0, Results: []RecipientResult{{Recipient: 0, Outcome: OutcomeDeferred, NextAttempt: t0 + 1e12}}},
-		&AttemptResult{ID: "QB", At: t0, Results: []RecipientResult{{Recipient: 0, Outcome: OutcomeDeferred, NextAttempt: t0 + 1e12}}},
+		&AttemptResult{At: t0, Messages: []MessageResult{{ID: "QA", Results: []RecipientResult{{Recipient: 0, Outcome: OutcomeDeferred, NextAttempt: t0 + 1e12}}}}},
+		&AttemptResult{At: t0, Messages: []MessageResult{{ID: "QB", Results: []RecipientResult{{Recipient: 0, Outcome: OutcomeDeferred, NextAttempt: t0 + 1e12}}}}},
 		&QueueOp{Op: OpHold, IDs: []string{"QB"}, At: t0 + 5},
 		&QueueOp{Op: OpRetry, At: t0 + 10},
 	)

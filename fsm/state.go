@@ -61,6 +61,8 @@ type Message struct {
 	ReceivedAt int64            `codec:"at"`
 	// Held messages get no attempts until released.
 	Held bool `codec:"held,omitempty"`
+	// Bounce asks the leader to return the message to its sender.
+	Bounce bool `codec:"bounce,omitempty"`
 }
 
 // Retired is the short record kept after a message leaves the spool.

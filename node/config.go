@@ -5,6 +5,9 @@ package node
 
 import (
 	"crypto/tls"
+	"net"
+
+	"lifeline/smtp/outbound"
 	"log/slog"
 	"time"
 )
@@ -33,6 +36,16 @@ type Config struct {
 	MaxMessageSize int64
 	MaxRecipients  int
 	Transports     map[string]string
+
+	// Dialer and Resolver carry every outbound connection and lookup, so
+	// tests keep to loopback and never touch DNS.
+	Dialer   outbound.Dialer
+	Resolver outbound.Resolver
+	// DeliveryLease is how long an attempt may run before a new leader
+	// presumes it lost.
+	DeliveryLease time.Duration
+	// DeliveryPoll is how often the leader looks for due mail.
+	DeliveryPoll time.Duration
 
 	Logger *slog.Logger
 	// Now is the clock; tests inject a fake one.
@@ -63,5 +76,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.Hostname == "" {
 		c.Hostname = c.ID
+	}
+	if c.Dialer == nil {
+		c.Dialer = &net.Dialer{Timeout: 30 * time.Second}
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 }

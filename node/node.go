@@ -15,6 +15,7 @@ import (
 	"lifeline/cluster"
 	"lifeline/cluster/blob"
 	"lifeline/fsm"
+	"lifeline/node/delivery"
 	"lifeline/smtp"
 	"lifeline/webui"
 )
@@ -33,6 +34,9 @@ type Node struct {
 
 	smtpLn net.Listener
 	httpLn net.Listener
+
+	engineMu sync.Mutex
+	engine   *delivery.Engine
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -66,7 +70,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.cluster, err = cluster.Start(cluster.Config{
 		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, BootstrapExpect: cfg.BootstrapExpect,
-		FSM: n.fsm, Logger: n.logger, LogOutput: os.Stderr,
+		FSM: n.fsm, Blobs: n.blobs, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Logger: n.logger, LogOutput: os.Stderr,
 	})
 	if err != nil {
 		return nil, err
@@ -197,6 +201,26 @@ func (n *Node) leadership(ctx context.Context) {
 		}
 	}
 	n.ensureAdminToken(ctx)
+	eng := n.newEngine()
+	n.engineMu.Lock()
+	n.engine = eng
+	n.engineMu.Unlock()
+	defer func() {
+		n.engineMu.Lock()
+		n.engine = nil
+		n.engineMu.Unlock()
+	}()
+	eng.Run(ctx)
+}
+
+// wakeDelivery tells the delivery engine, if this node runs it, that new
+// work may be due.
+func (n *Node) wakeDelivery() {
+	n.engineMu.Lock()
+	defer n.engineMu.Unlock()
+	if n.engine != nil {
+		n.engine.Wake()
+	}
 }
 
 func (n *Node) ensureAdminToken(ctx context.Context) {

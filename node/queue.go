@@ -33,7 +33,17 @@ func (q *mxQueue) Enqueue(ctx context.Context, env *smtp.Envelope, hash string, 
 	for _, r := range env.Recipients {
 		cmd.Recipients = append(cmd.Recipients, fsm.Recipient{Address: r.Address, Domain: r.Domain, Notify: r.Notify, ORCPT: r.ORCPT})
 	}
-	return q.n.Apply(ctx, cmd)
+	// The body must be on a majority before the command that references
+	// it can commit; otherwise losing this node could lose the body of an
+	// acknowledged message (DESIGN.md §3.1).
+	if err := q.n.cluster.ReplicateBlob(ctx, hash); err != nil {
+		return err
+	}
+	if err := q.n.Apply(ctx, cmd); err != nil {
+		return err
+	}
+	q.n.wakeDelivery()
+	return nil
 }
 
 var _ smtp.BlobWriter = (*blob.Writer)(nil)

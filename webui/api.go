@@ -56,6 +56,11 @@ func New(b Backend, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("DELETE /api/v1/domains/{name}", s.auth(s.removeDomain))
 	s.mux.HandleFunc("GET /api/v1/queue", s.auth(s.listQueue))
 	s.mux.HandleFunc("GET /api/v1/queue/{id}", s.auth(s.showMessage))
+	s.mux.HandleFunc("POST /api/v1/queue/flush", s.auth(s.queueOp(fsm.OpRetry)))
+	s.mux.HandleFunc("POST /api/v1/queue/{id}/retry", s.auth(s.queueOp(fsm.OpRetry)))
+	s.mux.HandleFunc("POST /api/v1/queue/{id}/hold", s.auth(s.queueOp(fsm.OpHold)))
+	s.mux.HandleFunc("POST /api/v1/queue/{id}/release", s.auth(s.queueOp(fsm.OpRelease)))
+	s.mux.HandleFunc("DELETE /api/v1/queue/{id}", s.auth(s.queueOp(fsm.OpDelete)))
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint")
 	})

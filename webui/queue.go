@@ -34,6 +34,7 @@ type QueueMessage struct {
 	TLS        bool             `json:"tls"`
 	Node       string           `json:"node,omitempty"`
 	Blob       string           `json:"blob"`
+	Held       bool             `json:"held"`
 }
 
 func unixTime(ns int64) *time.Time {
@@ -47,7 +48,7 @@ func unixTime(ns int64) *time.Time {
 func toQueueMessage(m *fsm.Message) QueueMessage {
 	q := QueueMessage{
 		ID: m.ID, From: m.From, Size: m.Size, Received: time.Unix(0, m.ReceivedAt).UTC(),
-		Ret: m.Ret, EnvID: m.EnvID, Helo: m.Helo, RemoteAddr: m.RemoteAddr, TLS: m.TLS, Node: m.Node, Blob: m.BlobHash,
+		Ret: m.Ret, EnvID: m.EnvID, Helo: m.Helo, RemoteAddr: m.RemoteAddr, TLS: m.TLS, Node: m.Node, Blob: m.BlobHash, Held: m.Held,
 		Recipients: []QueueRecipient{},
 	}
 	for _, r := range m.Recipients {
@@ -94,4 +95,28 @@ func (s *Server) showMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, toQueueMessage(&m))
+}
+
+// queueOp applies an operator action to one message or, for a flush, to
+// the whole queue. It is a command, so every node sees it at once.
+func (s *Server) queueOp(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cmd := &fsm.QueueOp{Op: op, At: s.b.Now().UnixNano()}
+		if id := r.PathValue("id"); id != "" {
+			if _, ok, err := s.b.Store().Message(id); err != nil {
+				writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+				return
+			} else if !ok {
+				writeError(w, http.StatusNotFound, "no such message in the queue")
+				return
+			}
+			cmd.IDs = []string{id}
+		}
+		if op == fsm.OpDelete && r.URL.Query().Get("dsn") == "true" {
+			cmd.Op = fsm.OpBounce
+		}
+		if s.apply(w, r, cmd) {
+			writeJSON(w, http.StatusOK, map[string]any{"op": cmd.Op, "ids": cmd.IDs})
+		}
+	}
 }

@@ -155,3 +155,19 @@ func (c *Client) Message(ctx context.Context, id string) (*webui.QueueMessage, e
 	var r webui.QueueMessage
 	return &r, c.do(ctx, http.MethodGet, "/api/v1/queue/"+url.PathEscape(id), nil, &r)
 }
+
+// QueueOp runs hold, release, retry or delete on one message; flush is
+// retry with no ID. bounce deletes with a failure notice to the sender.
+func (c *Client) QueueOp(ctx context.Context, op, id string, bounce bool) error {
+	switch {
+	case op == "flush":
+		return c.do(ctx, http.MethodPost, "/api/v1/queue/flush", nil, nil)
+	case op == "delete":
+		q := ""
+		if bounce {
+			q = "?dsn=true"
+		}
+		return c.do(ctx, http.MethodDelete, "/api/v1/queue/"+url.PathEscape(id)+q, nil, nil)
+	}
+	return c.do(ctx, http.MethodPost, "/api/v1/queue/"+url.PathEscape(id)+"/"+op, nil, nil)
+}

@@ -1,0 +1,79 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"lifeline/cluster/blob"
+	"lifeline/fsm"
+	"lifeline/node/delivery"
+	"lifeline/smtp/outbound"
+)
+
+// OpenBody opens a message body, fetching it from a peer when this node
+// missed it (it was down, or joined later).
+func (n *Node) OpenBody(ctx context.Context, hash string) (io.ReadCloser, error) {
+	f, err := n.blobs.Open(hash)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, blob.ErrNotFound) {
+		return nil, err
+	}
+	if err := n.cluster.FetchBlob(ctx, hash); err != nil {
+		return nil, fmt.Errorf("body %s is not on this node and no peer sent it: %w", hash, err)
+	}
+	return n.blobs.Open(hash)
+}
+
+// spool queues a message composed on this node (a DSN, later webmail)
+// through the same path as received mail.
+func (n *Node) spool(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error {
+	w, err := n.blobs.Create()
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, bytes.NewReader(body)); err != nil {
+		w.Abort()
+		return err
+	}
+	hash, size, err := w.Commit()
+	if err != nil {
+		return err
+	}
+	cmd.BlobHash, cmd.Size, cmd.Node = hash, size, n.cfg.ID
+	if err := n.cluster.ReplicateBlob(ctx, hash); err != nil {
+		return err
+	}
+	return n.Apply(ctx, cmd)
+}
+
+func (n *Node) newEngine() *delivery.Engine {
+	seed := uint64(time.Now().UnixNano())
+	return delivery.New(delivery.Config{
+		Store:    n.store,
+		Apply:    n.Apply,
+		OpenBody: n.OpenBody,
+		Spool:    n.spool,
+		Client: &outbound.Client{
+			Dialer:    n.cfg.Dialer,
+			LocalName: n.cfg.Hostname,
+			Logger:    n.logger,
+		},
+		Router:        &outbound.Router{Resolver: n.cfg.Resolver, Transport: n.cfg.Transports},
+		Now:           n.cfg.Now,
+		Rand:          rand.New(rand.NewPCG(seed, seed>>1|1)),
+		Schedule:      n.cfg.RetrySchedule,
+		DelayWarning:  n.cfg.DelayWarning,
+		QueueLifetime: n.cfg.QueueLifetime,
+		Lease:         n.cfg.DeliveryLease,
+		Poll:          n.cfg.DeliveryPoll,
+		Hostname:      n.cfg.Hostname,
+		Logger:        n.logger.With("part", "delivery"),
+	})
+}
