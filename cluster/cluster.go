@@ -15,6 +15,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"lifeline/cluster/blob"
+	"lifeline/fsm"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -36,7 +39,11 @@ type Config struct {
 	Advertise       string
 	BootstrapExpect int
 	FSM             StateMachine
-	Logger          *slog.Logger
+	// Blobs is this node's body store, served to and filled by peers.
+	Blobs *blob.Store
+	// MaxBlobSize bounds a body a peer may push.
+	MaxBlobSize int64
+	Logger      *slog.Logger
 	// LogOutput receives hashicorp/raft's own log lines.
 	LogOutput io.Writer
 
@@ -63,6 +70,7 @@ type Cluster struct {
 	transport *raft.NetworkTransport
 	logs      *raftboltdb.BoltStore
 	snaps     *raft.FileSnapshotStore
+	pool      *peerPool
 }
 
 // Start opens the stores, restores the state machine from the latest
@@ -82,6 +90,9 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.MaxBlobSize == 0 {
+		cfg.MaxBlobSize = 64 << 20
 	}
 	dir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -119,7 +130,11 @@ func Start(cfg Config) (*Cluster, error) {
 	if adv.Port == 0 {
 		adv = ln.Addr().(*net.TCPAddr)
 	}
-	c.mux = newMux(ln, nil)
+	c.mux = newMux(ln, c.serveRPC)
+	dialer := &net.Dialer{}
+	c.pool = &peerPool{idle: map[string][]net.Conn{}, dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		return dialer.DialContext(ctx, "tcp", addr)
+	}}
 	layer := &raftLayer{m: c.mux, advertise: adv, dial: func(addr string, timeout time.Duration) (net.Conn, error) {
 		return net.DialTimeout("tcp", addr, timeout)
 	}}
@@ -195,9 +210,38 @@ func (c *Cluster) bootstrapSelf() error {
 	return nil
 }
 
-// Apply commits one encoded command and returns the state machine's
-// response. An error means the command may or may not be committed.
+// Apply commits one encoded command from any node: the leader applies it,
+// a follower forwards it to the leader. An error means the command may or
+// may not be committed; without a leader it fails at once.
 func (c *Cluster) Apply(ctx context.Context, cmd []byte) (any, error) {
+	if c.raft.State() == raft.Leader {
+		return c.applyLocal(ctx, cmd)
+	}
+	addr, _ := c.raft.LeaderWithID()
+	if addr == "" {
+		return nil, ErrNoLeader
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+		defer cancel()
+	}
+	err := c.pool.call(ctx, string(addr), opApply, cmd, nil, nil)
+	if err != nil {
+		var ve *fsm.ValidationError
+		if !errors.As(err, &ve) && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrTimeout) {
+			// A broken connection after the request left: the leader may
+			// have committed it.
+			err = fmt.Errorf("%w: %v", ErrUnknown, err)
+		}
+	}
+	return nil, err
+}
+
+func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) (any, error) {
+	if c.raft.State() != raft.Leader {
+		return nil, ErrNoLeader
+	}
 	timeout := c.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -278,6 +322,9 @@ func (c *Cluster) Shutdown() error {
 	}
 	if c.transport != nil {
 		c.transport.Close()
+	}
+	if c.pool != nil {
+		c.pool.closeAll()
 	}
 	if c.logs != nil {
 		c.logs.Close()

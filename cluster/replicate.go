@@ -1,0 +1,130 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrNoQuorum means a body could not be made durable on a majority.
+var ErrNoQuorum = errors.New("cluster: body not stored on a quorum")
+
+// voterPeers returns the Raft addresses of the other voters, and how many
+// of them must hold a body so that, with this node, a majority does.
+func (c *Cluster) voterPeers() (peers []string, need int, err error) {
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, 0, err
+	}
+	voters := 0
+	selfVoter := false
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if string(s.ID) == c.cfg.ID {
+			selfVoter = true
+			continue
+		}
+		peers = append(peers, string(s.Address))
+	}
+	need = voters/2 + 1
+	if selfVoter {
+		need--
+	}
+	return peers, need, nil
+}
+
+// ReplicateBlob pushes a locally stored body to the other voters and
+// returns once a majority of voters, this node included, has it fsynced
+// (DESIGN.md §1.4). Pushes to the remaining peers go on in the background,
+// so usually every node holds every body.
+func (c *Cluster) ReplicateBlob(ctx context.Context, hash string) error {
+	peers, need, err := c.voterPeers()
+	if err != nil {
+		return err
+	}
+	if need <= 0 && len(peers) == 0 {
+		return nil
+	}
+	results := make(chan error, len(peers))
+	for _, addr := range peers {
+		go func() {
+			// Each push has its own deadline, not the caller's: a push that
+			// is no longer needed for the quorum still completes the copy.
+			pctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			results <- c.pushBlob(pctx, addr, hash)
+		}()
+	}
+	acked, failed := 0, 0
+	var lastErr error
+	for acked < need {
+		select {
+		case err := <-results:
+			if err == nil {
+				acked++
+				continue
+			}
+			failed++
+			lastErr = err
+			if len(peers)-failed < need {
+				return fmt.Errorf("%w: %v", ErrNoQuorum, lastErr)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ErrNoQuorum, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) pushBlob(ctx context.Context, addr, hash string) error {
+	f, err := c.cfg.Blobs.Open(hash)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	hdr := make([]byte, 64+8)
+	copy(hdr, hash)
+	binary.BigEndian.PutUint64(hdr[64:], uint64(info.Size()))
+	return c.pool.call(ctx, addr, opBlobPut, hdr, io.LimitReader(f, info.Size()), nil)
+}
+
+// FetchBlob copies a body this node lacks from any peer that has it.
+func (c *Cluster) FetchBlob(ctx context.Context, hash string) error {
+	if c.cfg.Blobs.Has(hash) {
+		return nil
+	}
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	lastErr := errors.New("cluster: no peer to fetch from")
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == c.cfg.ID {
+			continue
+		}
+		err := c.pool.call(ctx, string(s.Address), opBlobGet, []byte(hash), nil, func(msg []byte, r io.Reader) error {
+			if len(msg) != 8 {
+				return errors.New("cluster: bad blob size")
+			}
+			size := int64(binary.BigEndian.Uint64(msg))
+			return c.cfg.Blobs.Put(hash, io.LimitReader(r, size))
+		})
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+	}
+	return lastErr
+}
