@@ -235,9 +235,13 @@ func adminDomainList(args []string, stdout, stderr io.Writer) error {
 		return printJSON(stdout, ds)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tDESTINATION\tORG")
+	fmt.Fprintln(tw, "DOMAIN\tDESTINATION\tORG\tSTATE")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Destination, orDash(d.Org))
+		state := "delivering"
+		if d.Spooling {
+			state = "spooling: " + d.LastError
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Name, d.Destination, orDash(d.Org), state)
 	}
 	return tw.Flush()
 }
