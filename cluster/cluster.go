@@ -6,6 +6,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -43,9 +44,17 @@ type Config struct {
 	Blobs *blob.Store
 	// MaxBlobSize bounds a body a peer may push.
 	MaxBlobSize int64
+	// Security, when set, puts every connection between nodes under
+	// mutual TLS with the cluster's certificates.
+	Security *Security
 	Logger      *slog.Logger
 	// LogOutput receives hashicorp/raft's own log lines.
 	LogOutput io.Writer
+
+	// TrailingLogs and SnapshotThreshold override Raft's log compaction
+	// (tests use small values to force snapshot installs).
+	TrailingLogs      uint64
+	SnapshotThreshold uint64
 
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
@@ -130,13 +139,15 @@ func Start(cfg Config) (*Cluster, error) {
 	if adv.Port == 0 {
 		adv = ln.Addr().(*net.TCPAddr)
 	}
+	if cfg.Security != nil {
+		ln = tls.NewListener(ln, cfg.Security.Server)
+	}
 	c.mux = newMux(ln, c.serveRPC)
-	dialer := &net.Dialer{}
-	c.pool = &peerPool{idle: map[string][]net.Conn{}, dial: func(ctx context.Context, addr string) (net.Conn, error) {
-		return dialer.DialContext(ctx, "tcp", addr)
-	}}
+	c.pool = &peerPool{idle: map[string][]net.Conn{}, dial: c.dialPeer}
 	layer := &raftLayer{m: c.mux, advertise: adv, dial: func(addr string, timeout time.Duration) (net.Conn, error) {
-		return net.DialTimeout("tcp", addr, timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return c.dialPeer(ctx, addr)
 	}}
 	c.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog,
@@ -153,6 +164,12 @@ func Start(cfg Config) (*Cluster, error) {
 	rc.TrailingLogs = 2048
 	rc.SnapshotThreshold = 8192
 	rc.SnapshotInterval = 60 * time.Second
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
 	if cfg.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 		rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
@@ -174,6 +191,22 @@ func Start(cfg Config) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// dialPeer opens a connection to another node, under TLS when the cluster
+// has a key.
+func (c *Cluster) dialPeer(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil || c.cfg.Security == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, c.cfg.Security.Client)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("cluster: TLS with %s: %w", addr, err)
+	}
+	return tc, nil
 }
 
 // catchUpFromSnapshot covers a state store that is behind the newest

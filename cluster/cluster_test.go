@@ -1,0 +1,320 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"lifeline/cluster/blob"
+	"lifeline/fsm"
+)
+
+type testNode struct {
+	id    string
+	dir   string
+	addr  string
+	key   []byte
+	store *fsm.Store
+	blobs *blob.Store
+	c     *Cluster
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (n *testNode) start(t *testing.T) {
+	t.Helper()
+	st, err := fsm.Open(filepath.Join(n.dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := blob.Open(filepath.Join(n.dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := NewSecurity(n.key, n.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Start(Config{
+		ID: n.id, DataDir: n.dir, RaftAddr: n.addr, BootstrapExpect: 3, FSM: fsm.New(st, nil), Blobs: bs,
+		Security: sec, HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+		TrailingLogs: 10, SnapshotThreshold: 50,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.store, n.blobs, n.c = st, bs, c
+}
+
+func (n *testNode) stop() {
+	if n.c != nil {
+		n.c.Shutdown()
+		n.store.Close()
+		n.c = nil
+	}
+}
+
+func newTestCluster(t *testing.T, size int) []*testNode {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	var nodes []*testNode
+	var peers []Peer
+	for i := 0; i < size; i++ {
+		n := &testNode{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t), key: key}
+		nodes = append(nodes, n)
+		peers = append(peers, Peer{ID: n.id, Address: n.addr})
+	}
+	for _, n := range nodes {
+		n.start(t)
+		t.Cleanup(n.stop)
+	}
+	// Every node bootstraps with the same configuration at once, as they
+	// do when gossip shows them the same members.
+	errs := make(chan error, size)
+	for _, n := range nodes {
+		go func() { errs <- n.c.Bootstrap(peers) }()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func leaderOf(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if n.c != nil && n.c.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func followers(nodes []*testNode) []*testNode {
+	var out []*testNode
+	for _, n := range nodes {
+		if n.c != nil && !n.c.IsLeader() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func apply(t *testing.T, n *testNode, cmd any) error {
+	t.Helper()
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = n.c.Apply(ctx, data)
+	return err
+}
+
+func TestElectionForwardingAndFailover(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	leader := leaderOf(nodes)
+	st := leader.c.Status()
+	if len(st.Servers) != 3 {
+		t.Fatalf("leader sees %d servers", len(st.Servers))
+	}
+	for _, s := range st.Servers {
+		if s.Suffrage != "voter" {
+			t.Fatalf("server %s is %s", s.ID, s.Suffrage)
+		}
+	}
+
+	// A follower's write is forwarded; the caller sees no difference.
+	f := followers(nodes)[0]
+	if err := apply(t, f, &fsm.DomainPut{Name: "a.test", Destination: "127.0.0.1:25", At: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Refusals travel back as refusals, not as transport errors.
+	var ve *fsm.ValidationError
+	if err := apply(t, f, &fsm.DomainRemove{Name: "nope.test"}); !errors.As(err, &ve) {
+		t.Fatalf("forwarded refusal came back as %v", err)
+	}
+	for _, n := range nodes {
+		eventually(t, "the domain on "+n.id, func() bool { _, ok, _ := n.store.Domain("a.test"); return ok })
+	}
+
+	// The leader dies; the others elect a new one and take writes.
+	leader.stop()
+	eventually(t, "a new leader", func() bool { l := leaderOf(nodes); return l != nil && l != leader })
+	for i := 0; i < 100; i++ {
+		if err := apply(t, followers(nodes)[0], &fsm.DomainPut{Name: fmt.Sprintf("d%d.test", i), Destination: "127.0.0.1:25", At: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The old leader comes back with its data and catches up; with the
+	// log compacted meanwhile it installs a snapshot.
+	nl := leaderOf(nodes)
+	if err := nl.c.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	leader.start(t)
+	eventually(t, "the restarted node to catch up", func() bool {
+		return leader.c.Status().AppliedIndex == nl.c.Status().AppliedIndex
+	})
+	ds, _ := leader.store.Domains()
+	if len(ds) != 101 {
+		t.Fatalf("restarted node has %d domains, want 101", len(ds))
+	}
+}
+
+func TestNoLeaderFailsFast(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	var survivor *testNode
+	for _, n := range followers(nodes) {
+		survivor = n
+	}
+	for _, n := range nodes {
+		if n != survivor {
+			n.stop()
+		}
+	}
+	eventually(t, "the survivor to notice it has no leader", func() bool { return survivor.c.Status().Leader == "" })
+	start := time.Now()
+	err := apply(t, survivor, &fsm.DomainPut{Name: "x.test", Destination: "127.0.0.1:25"})
+	if !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("write without a leader: %v", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Fatalf("write without a leader took %v; it must fail fast", time.Since(start))
+	}
+}
+
+func TestBlobReplicationAndFetch(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	src := followers(nodes)[0]
+	body := bytes.Repeat([]byte("body of an acknowledged message\r\n"), 3000)
+	w, _ := src.blobs.Create()
+	w.Write(body)
+	h, _, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := src.c.ReplicateBlob(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	holders := 0
+	for _, n := range nodes {
+		if n.blobs.Has(h) {
+			holders++
+		}
+	}
+	if holders < 2 {
+		t.Fatalf("ReplicateBlob returned with the body on %d of 3 nodes", holders)
+	}
+	for _, n := range nodes {
+		eventually(t, "the body on "+n.id, func() bool { return n.blobs.Has(h) })
+	}
+	// A node that lost it fetches it from a peer, checked against the hash.
+	other := nodes[2]
+	if other == src {
+		other = nodes[1]
+	}
+	other.blobs.Remove(h)
+	if err := other.c.FetchBlob(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	f, err := other.blobs.Open(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Close()
+	if !bytes.Equal(got, body) {
+		t.Fatal("fetched body differs")
+	}
+}
+
+func TestQuorumRequiredForBlobs(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	src := nodes[0]
+	for _, n := range nodes[1:] {
+		n.stop()
+	}
+	w, _ := src.blobs.Create()
+	w.Write([]byte("lonely"))
+	h, _, _ := w.Commit()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := src.c.ReplicateBlob(ctx, h); !errors.Is(err, ErrNoQuorum) {
+		t.Fatalf("replication with no peer up: %v", err)
+	}
+}
+
+// A machine without the cluster key can neither read nor write.
+func TestWrongKeyIsRefused(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	leader := leaderOf(nodes)
+
+	other := make([]byte, 32)
+	rand.Read(other)
+	sec, _ := NewSecurity(other, "intruder")
+	intruder := &Cluster{cfg: Config{Security: sec}}
+	intruder.pool = &peerPool{idle: map[string][]net.Conn{}, dial: intruder.dialPeer}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	data, _ := fsm.Encode(&fsm.DomainPut{Name: "evil.test", Destination: "127.0.0.1:25"})
+	if err := intruder.pool.call(ctx, leader.addr, opApply, data, nil, nil); err == nil {
+		t.Fatal("a node with the wrong key wrote to the cluster")
+	}
+	h := fmt.Sprintf("%064x", 1)
+	if err := intruder.pool.call(ctx, leader.addr, opBlobGet, []byte(h), nil, nil); err == nil {
+		t.Fatal("a node with the wrong key read from the cluster")
+	}
+	// Plain TCP without TLS gets nowhere either.
+	conn, err := net.Dial("tcp", leader.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	conn.Write(append([]byte{protoRPC}, 1, 0, 0, 0, 0))
+	if n, _ := conn.Read(make([]byte, 16)); n > 0 && leaderOf(nodes) != nil {
+		if _, ok, _ := leader.store.Domain("evil.test"); ok {
+			t.Fatal("plaintext write accepted")
+		}
+	}
+	conn.Close()
+	if _, ok, _ := leader.store.Domain("evil.test"); ok {
+		t.Fatal("intruder's domain is in the state")
+	}
+}
