@@ -29,17 +29,18 @@ import (
 func runDev(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("lifeline dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	nodes := fs.Int("nodes", 1, "how many nodes")
+	nodes := fs.Int("nodes", 3, "how many nodes")
 	smtpPort := fs.Int("smtp-port", 2525, "SMTP port of the first node; the others count up")
 	httpPort := fs.Int("http-port", 8080, "HTTP port of the first node; the others count up")
 	raftPort := fs.Int("raft-port", 7000, "Raft port of the first node; the others count up")
+	gossipPort := fs.Int("gossip-port", 7946, "gossip port of the first node; the others count up")
 	dataDir := fs.String("data-dir", "", "keep state here (default: a new temporary directory)")
 	verbose := fs.Bool("verbose", false, "print the nodes' logs")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *nodes != 1 {
-		return fmt.Errorf("--nodes: this release runs a single-node dev cluster")
+	if *nodes < 1 || *nodes > 9 {
+		return fmt.Errorf("--nodes: between 1 and 9")
 	}
 	dir := *dataDir
 	if dir == "" {
@@ -49,9 +50,10 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	tokenBytes := make([]byte, 16)
-	rand.Read(tokenBytes)
-	token := hex.EncodeToString(tokenBytes)
+	secret := make([]byte, 16+32)
+	rand.Read(secret)
+	token := hex.EncodeToString(secret[:16])
+	clusterKey := secret[16:]
 
 	logOut := io.Discard
 	if *verbose {
@@ -62,23 +64,43 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := node.Config{
-		ID:         "dev1",
-		DataDir:    filepath.Join(dir, "dev1"),
-		SMTPAddr:   fmt.Sprintf("127.0.0.1:%d", *smtpPort),
-		HTTPAddr:   fmt.Sprintf("127.0.0.1:%d", *httpPort),
-		RaftAddr:   fmt.Sprintf("127.0.0.1:%d", *raftPort),
-		AdminToken: token,
-		Hostname:   "dev1.lifeline.test",
-		TLS:        tlsCfg,
-		Logger:     logger,
+	firstGossip := fmt.Sprintf("127.0.0.1:%d", *gossipPort)
+	var started []*node.Node
+	defer func() {
+		for _, n := range started {
+			n.Close()
+		}
+	}()
+	for i := 0; i < *nodes; i++ {
+		id := fmt.Sprintf("dev%d", i+1)
+		cfg := node.Config{
+			ID:                id,
+			DataDir:           filepath.Join(dir, id),
+			SMTPAddr:          fmt.Sprintf("127.0.0.1:%d", *smtpPort+i),
+			HTTPAddr:          fmt.Sprintf("127.0.0.1:%d", *httpPort+i),
+			RaftAddr:          fmt.Sprintf("127.0.0.1:%d", *raftPort+i),
+			GossipAddr:        fmt.Sprintf("127.0.0.1:%d", *gossipPort+i),
+			BootstrapExpect:   *nodes,
+			AdminToken:        token,
+			ClusterKey:        clusterKey,
+			Hostname:          id + ".lifeline.test",
+			TLS:               tlsCfg,
+			Logger:            logger,
+			RaftLog:           logOut,
+			HeartbeatTimeout:  500 * time.Millisecond,
+			ElectionTimeout:   500 * time.Millisecond,
+			RemoveFailedAfter: 0,
+		}
+		if i > 0 {
+			cfg.Join = []string{firstGossip}
+		}
+		n, err := node.Start(cfg)
+		if err != nil {
+			return err
+		}
+		started = append(started, n)
 	}
-	n, err := node.Start(cfg)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-
+	n := started[0]
 	server := "http://" + n.HTTPAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -86,26 +108,27 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := seedDemo(ctx, server, token, n.SMTPAddr(), deadDest); err != nil {
+	if err := seedDemo(ctx, server, token, started, deadDest); err != nil {
 		return fmt.Errorf("demo data: %w", err)
 	}
 
-	fmt.Fprintf(stdout, `Lifeline dev cluster is up (state in %s).
-
-  node dev1   SMTP %s   web %s
-
+	fmt.Fprintf(stdout, "Lifeline dev cluster is up (state in %s).\n\n", dir)
+	for i, sn := range started {
+		fmt.Fprintf(stdout, "  node dev%d   SMTP %s   web http://%s\n", i+1, sn.SMTPAddr(), sn.HTTPAddr())
+	}
+	fmt.Fprintf(stdout, `
 Demo domain demo.example delivers to %s, where nothing listens,
 so its mail stays spooled. Try:
 
   export LIFELINE_SERVER=%s LIFELINE_TOKEN=%s
-  go run . status
-  go run . admin domain list
-  go run . admin queue list
+  bin/lifeline status
+  bin/lifeline admin domain list
+  bin/lifeline admin queue list
   swaks --server %s --to alice@demo.example    (or any SMTP client)
 
 Operator token: %s
 Press Ctrl-C to stop.
-`, dir, n.SMTPAddr(), server, deadDest, server, token, n.SMTPAddr(), token)
+`, deadDest, server, token, n.SMTPAddr(), token)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -126,7 +149,7 @@ func closedLoopbackPort() (string, error) {
 	return addr, nil
 }
 
-func seedDemo(ctx context.Context, server, token, smtpAddr, dest string) error {
+func seedDemo(ctx context.Context, server, token string, nodes []*node.Node, dest string) error {
 	c := apiclient.New(server, token)
 	for {
 		_, err := c.AddDomain(ctx, webui.DomainRequest{Name: "demo.example", Destination: dest, Org: "Demo Ltd"})
@@ -139,12 +162,26 @@ func seedDemo(ctx context.Context, server, token, smtpAddr, dest string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	// Every node answers for the domain only once the entry reached it.
+	for _, n := range nodes {
+		for {
+			if _, ok, _ := n.Store().Domain("demo.example"); ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
 	demo := []struct{ from, to, subject, text string }{
 		{"ceo@partner.example", "alice@demo.example", "Contract signed", "The signed contract is attached in spirit. Call me when your mail is back."},
 		{"support@vendor.example", "bob@demo.example", "Your ticket #4711", "We have shipped the replacement part."},
 		{"newsletter@news.example", "alice@demo.example", "This week in continuity", "Outages happen. Spools help."},
 	}
-	for _, m := range demo {
+	for i, m := range demo {
+		smtpAddr := nodes[i%len(nodes)].SMTPAddr()
 		body := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%d.demo@lifeline.test>\r\n\r\n%s\r\n",
 			m.from, m.to, m.subject, time.Now().Format(time.RFC1123Z), time.Now().UnixNano(), m.text)
 		if err := sendPlain(smtpAddr, m.from, m.to, body); err != nil {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"lifeline/cluster"
 	"lifeline/node"
 )
 
@@ -96,6 +97,7 @@ type nodeFlags struct {
 	tlsCert        string
 	tlsKey         string
 	logLevel       string
+	clusterKeyFile string
 }
 
 func newNodeFlags(fs *flag.FlagSet) *nodeFlags {
@@ -121,6 +123,8 @@ func newNodeFlags(fs *flag.FlagSet) *nodeFlags {
 	fs.IntVar(&f.cfg.MaxRecipients, "max-recipients", 1000, "most recipients per message")
 	fs.Var(&f.transports, "transport", "DOMAIN=HOST:PORT route; repeatable; * is a smarthost")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.clusterKeyFile, "cluster-key-file", "", "32-byte key, hex or base64, shared by all nodes (or LIFELINE_CLUSTER_KEY)")
+	fs.DurationVar(&f.cfg.RemoveFailedAfter, "remove-failed-after", 72*time.Hour, "remove a failed node from the voters after this long (0: never)")
 	return f
 }
 
@@ -175,6 +179,21 @@ func (f *nodeFlags) finish(fs *flag.FlagSet, stderr io.Writer) (node.Config, err
 		}
 		cfg.Transports[strings.ToLower(d)] = dest
 	}
+	keyText := os.Getenv("LIFELINE_CLUSTER_KEY")
+	if f.clusterKeyFile != "" {
+		b, err := os.ReadFile(f.clusterKeyFile)
+		if err != nil {
+			return cfg, err
+		}
+		keyText = string(b)
+	}
+	if keyText != "" {
+		key, err := cluster.ParseClusterKey(keyText)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.ClusterKey = key
+	}
 	cfg.AdminToken = os.Getenv("LIFELINE_ADMIN_TOKEN")
 	if f.adminTokenFile != "" {
 		b, err := os.ReadFile(f.adminTokenFile)
@@ -195,6 +214,9 @@ func (f *nodeFlags) finish(fs *flag.FlagSet, stderr io.Writer) (node.Config, err
 		return cfg, fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if level <= slog.LevelInfo {
+		cfg.RaftLog = stderr
+	}
 	return cfg, nil
 }
 

@@ -37,7 +37,9 @@ type Config struct {
 	DataDir  string
 	RaftAddr string // listen address for Raft and cluster RPC
 	// Advertise is the address peers dial; defaults to RaftAddr.
-	Advertise       string
+	Advertise string
+	// BootstrapExpect 1 makes a node without state form a cluster of its
+	// own at start; any other value leaves forming to Bootstrap.
 	BootstrapExpect int
 	FSM             StateMachine
 	// Blobs is this node's body store, served to and filled by peers.
@@ -47,7 +49,7 @@ type Config struct {
 	// Security, when set, puts every connection between nodes under
 	// mutual TLS with the cluster's certificates.
 	Security *Security
-	Logger      *slog.Logger
+	Logger   *slog.Logger
 	// LogOutput receives hashicorp/raft's own log lines.
 	LogOutput io.Writer
 
@@ -92,10 +94,11 @@ func Start(cfg Config) (*Cluster, error) {
 		cfg.LogOutput = io.Discard
 	}
 	if cfg.Advertise == "" {
-		cfg.Advertise = cfg.RaftAddr
-	}
-	if cfg.BootstrapExpect == 0 {
-		cfg.BootstrapExpect = 1
+		adv, err := AdvertiseAddr(cfg.RaftAddr)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Advertise = adv
 	}
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 10 * time.Second
@@ -137,7 +140,7 @@ func Start(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: listen %s: %w", cfg.RaftAddr, err)
 	}
 	if adv.Port == 0 {
-		adv = ln.Addr().(*net.TCPAddr)
+		adv.Port = ln.Addr().(*net.TCPAddr).Port
 	}
 	if cfg.Security != nil {
 		ln = tls.NewListener(ln, cfg.Security.Server)

@@ -5,6 +5,7 @@ package node
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 
 	"lifeline/smtp/outbound"
@@ -46,8 +47,20 @@ type Config struct {
 	DeliveryLease time.Duration
 	// DeliveryPoll is how often the leader looks for due mail.
 	DeliveryPoll time.Duration
+	// ClusterKey (32 bytes) encrypts gossip and puts traffic between nodes
+	// under mutual TLS. Without it the cluster runs in the clear.
+	ClusterKey []byte
+	// RemoveFailedAfter is how long a failed node stays a voter before the
+	// leader removes it; 0 never removes failed nodes.
+	RemoveFailedAfter time.Duration
+	// HeartbeatTimeout and ElectionTimeout tune Raft's failure detection.
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
 
 	Logger *slog.Logger
+	// RaftLog receives hashicorp/raft's and memberlist's own log lines;
+	// nil discards them.
+	RaftLog io.Writer
 	// Now is the clock; tests inject a fake one.
 	Now func() time.Time
 }

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"lifeline/cluster"
 	"lifeline/cluster/blob"
+	"lifeline/cluster/gossip"
 	"lifeline/fsm"
 	"lifeline/node/delivery"
 	"lifeline/smtp"
@@ -38,6 +38,10 @@ type Node struct {
 	engineMu sync.Mutex
 	engine   *delivery.Engine
 
+	security    *cluster.Security
+	gossip      *gossip.Gossip
+	reconcileCh chan struct{}
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -52,7 +56,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: a data directory is required")
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), reconcileCh: make(chan struct{}, 1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -68,9 +72,24 @@ func Start(cfg Config) (*Node, error) {
 	if n.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 		return nil, err
 	}
+	if cfg.ClusterKey != nil {
+		if n.security, err = cluster.NewSecurity(cfg.ClusterKey, cfg.ID); err != nil {
+			return nil, err
+		}
+	} else {
+		n.logger.Warn("no cluster key: traffic between nodes is neither encrypted nor authenticated")
+	}
+	expect := cfg.BootstrapExpect
+	if expect == 1 && len(cfg.Join) > 0 {
+		// A node told where its peers are joins their cluster rather
+		// than forming one of its own.
+		expect = 0
+	}
 	n.cluster, err = cluster.Start(cluster.Config{
-		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, BootstrapExpect: cfg.BootstrapExpect,
-		FSM: n.fsm, Blobs: n.blobs, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Logger: n.logger, LogOutput: os.Stderr,
+		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, BootstrapExpect: expect,
+		FSM: n.fsm, Blobs: n.blobs, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Security: n.security,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
+		Logger: n.logger, LogOutput: cfg.RaftLog,
 	})
 	if err != nil {
 		return nil, err
@@ -115,6 +134,11 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 
+	if cfg.GossipAddr != "" {
+		if err := n.startGossip(); err != nil {
+			return nil, err
+		}
+	}
 	n.wg.Add(2)
 	go n.leaderLoop()
 	go n.gcLoop()
@@ -201,6 +225,11 @@ func (n *Node) leadership(ctx context.Context) {
 		}
 	}
 	n.ensureAdminToken(ctx)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.reconcileLoop(ctx)
+	}()
 	eng := n.newEngine()
 	n.engineMu.Lock()
 	n.engine = eng
@@ -258,6 +287,12 @@ func (n *Node) Close() error {
 		cancel()
 	} else if n.httpLn != nil {
 		n.httpLn.Close()
+	}
+	if n.gossip != nil {
+		// No Leave: a stopping node is usually restarting (an upgrade, a
+		// reboot) and should stay a voter. Removing a node for good is
+		// an operator's decision.
+		n.gossip.Shutdown()
 	}
 	if n.cluster != nil {
 		n.cluster.Shutdown()
