@@ -52,6 +52,8 @@ func freePort(t *testing.T) string {
 // proc is one `lifeline node` process.
 type proc struct {
 	t       *testing.T
+	id      string
+	env     []string
 	dataDir string
 	smtp    string
 	http    string
@@ -61,6 +63,8 @@ type proc struct {
 	cmd     *exec.Cmd
 	log     *os.File
 	extra   []string
+
+	cleanupSet bool
 }
 
 func newProc(t *testing.T, extra ...string) *proc {
@@ -69,16 +73,16 @@ func newProc(t *testing.T, extra ...string) *proc {
 	rand.Read(tok)
 	return &proc{
 		t: t, dataDir: t.TempDir(), smtp: freePort(t), http: freePort(t), raft: freePort(t), gossip: freePort(t),
-		token: hex.EncodeToString(tok), extra: extra,
+		token: hex.EncodeToString(tok), extra: extra, id: "n1",
 	}
 }
 
-func (p *proc) start() {
+func (p *proc) launch() {
 	p.t.Helper()
-	args := append([]string{"node", "--id", "n1", "--data-dir", p.dataDir, "--smtp-addr", p.smtp,
+	args := append([]string{"node", "--id", p.id, "--data-dir", p.dataDir, "--smtp-addr", p.smtp,
 		"--http-addr", p.http, "--raft-addr", p.raft, "--gossip-addr", p.gossip, "--hostname", "mx.lifeline.test"}, p.extra...)
 	p.cmd = exec.Command(binary, args...)
-	p.cmd.Env = append(os.Environ(), "LIFELINE_ADMIN_TOKEN="+p.token)
+	p.cmd.Env = append(append(os.Environ(), "LIFELINE_ADMIN_TOKEN="+p.token), p.env...)
 	os.MkdirAll(p.dataDir, 0o700)
 	logPath := filepath.Join(p.dataDir, "node.log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -90,16 +94,35 @@ func (p *proc) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
+	cmd := p.cmd
 	p.t.Cleanup(func() {
-		if p.cmd != nil && p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-		if p.t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			p.t.Logf("node log:\n%s", b)
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
 		}
 	})
+	if !p.cleanupSet {
+		p.cleanupSet = true
+		p.t.Cleanup(func() {
+			if p.t.Failed() {
+				b, _ := os.ReadFile(logPath)
+				p.t.Logf("node %s log (last 6000 bytes):\n%s", p.id, tail(b, 6000))
+			}
+		})
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// start launches the node and waits until it can take mail.
+func (p *proc) start() {
+	p.t.Helper()
+	p.launch()
 	p.waitHealthy()
 }
 

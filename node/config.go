@@ -90,6 +90,14 @@ func (c *Config) setDefaults() {
 	if c.Hostname == "" {
 		c.Hostname = c.ID
 	}
+	if c.HeartbeatTimeout == 0 {
+		// Nodes of one appliance cluster sit in one data center; half a
+		// second keeps failover well under the 3 seconds operators expect.
+		c.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = 500 * time.Millisecond
+	}
 	if c.Dialer == nil {
 		c.Dialer = &net.Dialer{Timeout: 30 * time.Second}
 	}

@@ -1,7 +1,10 @@
 package node
 
 import (
+	"context"
 	"time"
+
+	"lifeline/fsm"
 )
 
 // blobGrace is how long an unreferenced blob is kept. A body is written
@@ -47,6 +50,61 @@ func (n *Node) gcLoop() {
 			} else if removed > 0 {
 				n.logger.Info("removed retired message bodies", "count", removed)
 			}
+		}
+	}
+}
+
+// repairBlobs fetches the bodies of spooled messages that this node lacks:
+// it was down when they arrived, or it joined later. It returns how many
+// it fetched and how many it still lacks.
+func (n *Node) repairBlobs(ctx context.Context) (fetched, missing int) {
+	after := ""
+	for ctx.Err() == nil {
+		msgs, next, err := n.store.Messages(fsm.MessageFilter{}, after, 500)
+		if err != nil {
+			return fetched, missing
+		}
+		for _, m := range msgs {
+			if n.blobs.Has(m.BlobHash) {
+				continue
+			}
+			fctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := n.cluster.FetchBlob(fctx, m.BlobHash)
+			cancel()
+			if err != nil {
+				missing++
+				continue
+			}
+			fetched++
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	return fetched, missing
+}
+
+func (n *Node) repairLoop() {
+	defer n.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-n.stop
+		cancel()
+	}()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		fetched, missing := n.repairBlobs(ctx)
+		n.blobLag.Store(int64(missing))
+		if fetched > 0 || missing > 0 {
+			n.logger.Info("copied message bodies from peers", "fetched", fetched, "still_missing", missing)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"lifeline/cluster"
@@ -41,6 +42,9 @@ type Node struct {
 	security    *cluster.Security
 	gossip      *gossip.Gossip
 	reconcileCh chan struct{}
+
+	// blobLag counts spooled messages whose body this node lacks.
+	blobLag atomic.Int64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -139,9 +143,10 @@ func Start(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leaderLoop()
 	go n.gcLoop()
+	go n.repairLoop()
 	ok = true
 	n.logger.Info("node started", "smtp", n.SMTPAddr(), "http", n.HTTPAddr(), "raft", cfg.RaftAddr)
 	return n, nil
