@@ -5,6 +5,7 @@
 package blob
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,7 +15,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound is returned for a hash this node does not hold.
@@ -23,27 +28,43 @@ var ErrNotFound = errors.New("blob: not found")
 // ErrHashMismatch is returned by Put when the bytes do not match the name.
 var ErrHashMismatch = errors.New("blob: content does not match its hash")
 
-// Store keeps blobs under dir/<first two hex digits>/<hash>.
+// Store keeps blobs as dir/<first two hex digits>/<hash>. Spreading them
+// over 256 directories keeps concurrent sessions from queueing on one
+// directory's lock when they link their bodies in.
 type Store struct {
-	dir string
+	dir     string
+	syncers [256]dirSyncer
+	// tmpfile is false where the file system lacks O_TMPFILE; bodies are
+	// then written under a temporary name and renamed.
+	tmpfile bool
 }
 
 // Open creates the directory layout if needed.
 func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
-		return nil, err
-	}
-	for i := 0; i < 256; i++ {
-		if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("%02x", i)), 0o700); err != nil {
+	s := &Store{dir: dir}
+	for i := range s.syncers {
+		sub := filepath.Join(dir, fmt.Sprintf("%02x", i))
+		if err := os.MkdirAll(sub, 0o700); err != nil {
 			return nil, err
 		}
+		s.syncers[i].dir = sub
 	}
-	// Leftovers of writes that a crash interrupted were never referenced.
-	tmps, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-	for _, e := range tmps {
-		os.Remove(filepath.Join(dir, "tmp", e.Name()))
+	// Leftovers of renamed-style writes that a crash interrupted were never
+	// referenced. (An unnamed O_TMPFILE body vanishes by itself.)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
-	return &Store{dir: dir}, nil
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	if fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600); err == nil {
+		unix.Close(fd)
+		s.tmpfile = true
+	}
+	return s, nil
 }
 
 // ValidHash reports whether h looks like a blob name, so that a name from
@@ -60,30 +81,51 @@ func ValidHash(h string) bool {
 	return true
 }
 
-func (s *Store) path(h string) string {
+// tmpPrefix marks bodies still being written; no hash starts with it.
+const tmpPrefix = "tmp-"
+
+// Path is where the body named h lives.
+func (s *Store) Path(h string) string {
 	return filepath.Join(s.dir, h[:2], h)
 }
+
+func (s *Store) path(h string) string { return s.Path(h) }
 
 // Writer streams one body into the store.
 type Writer struct {
 	s    *Store
 	f    *os.File
+	buf  *bufio.Writer
 	h    hash.Hash
 	n    int64
 	done bool
 }
 
-// Create starts a new blob.
+// Create starts a new blob. Where the file system allows, the body is an
+// unnamed file (O_TMPFILE) until Commit links it in under its hash: no
+// directory is locked while it is written, and a crash leaves nothing to
+// clean up.
 func (s *Store) Create() (*Writer, error) {
-	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "in-")
-	if err != nil {
-		return nil, err
+	var f *os.File
+	if s.tmpfile {
+		fd, err := unix.Open(s.dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		f = os.NewFile(uintptr(fd), "")
+	} else {
+		var err error
+		if f, err = os.CreateTemp(s.dir, tmpPrefix); err != nil {
+			return nil, err
+		}
 	}
-	return &Writer{s: s, f: f, h: sha256.New()}, nil
+	// SMTP hands the body over a line at a time; the buffer turns that
+	// into a few large writes.
+	return &Writer{s: s, f: f, buf: bufio.NewWriterSize(f, 64<<10), h: sha256.New()}, nil
 }
 
 func (w *Writer) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+	n, err := w.buf.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
 	return n, err
@@ -96,21 +138,47 @@ func (w *Writer) Commit() (string, int64, error) {
 		return "", 0, errors.New("blob: writer already finished")
 	}
 	w.done = true
-	tmp := w.f.Name()
-	if err := w.f.Sync(); err != nil {
+	fail := func(err error) (string, int64, error) {
 		w.f.Close()
-		os.Remove(tmp)
-		return "", 0, fmt.Errorf("blob: fsync: %w", err)
+		if !w.s.tmpfile {
+			os.Remove(w.f.Name())
+		}
+		return "", 0, err
 	}
+	if err := w.buf.Flush(); err != nil {
+		return fail(fmt.Errorf("blob: write: %w", err))
+	}
+	if err := w.f.Sync(); err != nil {
+		return fail(fmt.Errorf("blob: fsync: %w", err))
+	}
+	h := hex.EncodeToString(w.h.Sum(nil))
+	if w.s.tmpfile {
+		// Link the unnamed file in through its /proc name, which needs
+		// no capability (unlike AT_EMPTY_PATH).
+		err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", w.f.Fd()), unix.AT_FDCWD, w.s.path(h), unix.AT_SYMLINK_FOLLOW)
+		w.f.Close()
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", 0, fmt.Errorf("blob: link: %w", err)
+		}
+		if err := w.s.syncers[prefixIndex(h)].sync(); err != nil {
+			return "", 0, fmt.Errorf("blob: fsync dir: %w", err)
+		}
+		return h, w.n, nil
+	}
+	tmp := w.f.Name()
 	if err := w.f.Close(); err != nil {
 		os.Remove(tmp)
 		return "", 0, err
 	}
-	h := hex.EncodeToString(w.h.Sum(nil))
 	if err := w.s.install(tmp, h); err != nil {
 		return "", 0, err
 	}
 	return h, w.n, nil
+}
+
+func prefixIndex(h string) int {
+	b, _ := hex.DecodeString(h[:2])
+	return int(b[0])
 }
 
 func (s *Store) install(tmp, h string) error {
@@ -124,15 +192,64 @@ func (s *Store) install(tmp, h string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("blob: install: %w", err)
 	}
-	d, err := os.Open(filepath.Dir(dst))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := s.syncers[prefixIndex(h)].sync(); err != nil {
 		return fmt.Errorf("blob: fsync dir: %w", err)
 	}
 	return nil
+}
+
+// dirSyncer makes renames durable with as few directory fsyncs as
+// possible: a caller waits for an fsync that starts after its rename, and
+// all callers that arrive while one runs share the next.
+type dirSyncer struct {
+	dir string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool
+	started uint64 // fsyncs begun
+	done    uint64 // fsyncs finished
+	lastErr error
+}
+
+func (d *dirSyncer) sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cond == nil {
+		d.cond = sync.NewCond(&d.mu)
+	}
+	// The rename happened before this point, so only an fsync that starts
+	// later covers it: a running one may have begun before the rename.
+	need := d.started + 1
+	for d.done < need {
+		if !d.running {
+			d.running = true
+			d.started++
+			round := d.started
+			d.mu.Unlock()
+			err := fsyncDir(d.dir)
+			d.mu.Lock()
+			d.running = false
+			d.done = round
+			d.lastErr = err
+			d.cond.Broadcast()
+			if round >= need {
+				return err
+			}
+			continue
+		}
+		d.cond.Wait()
+	}
+	return d.lastErr
+}
+
+func fsyncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // Abort discards an unfinished blob.
@@ -142,6 +259,9 @@ func (w *Writer) Abort() error {
 	}
 	w.done = true
 	w.f.Close()
+	if w.s.tmpfile {
+		return nil
+	}
 	return os.Remove(w.f.Name())
 }
 
@@ -207,8 +327,8 @@ func (s *Store) Remove(h string) error {
 // Walk calls fn for every stored blob with its modification time, for
 // garbage collection of blobs that no committed message references.
 func (s *Store) Walk(fn func(h string, mod time.Time) error) error {
-	for i := 0; i < 256; i++ {
-		entries, err := os.ReadDir(filepath.Join(s.dir, fmt.Sprintf("%02x", i)))
+	for i := range s.syncers {
+		entries, err := os.ReadDir(s.syncers[i].dir)
 		if err != nil {
 			return err
 		}

@@ -5,8 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,9 +59,15 @@ func TestAbortLeavesNothing(t *testing.T) {
 	w, _ := s.Create()
 	w.Write([]byte("half a message"))
 	w.Abort()
-	tmp, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-	if len(tmp) != 0 {
-		t.Fatalf("abort left %d temp files", len(tmp))
+	files := 0
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, _ error) error {
+		if d != nil && !d.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if files != 0 {
+		t.Fatalf("abort left %d files", files)
 	}
 }
 
@@ -89,5 +96,34 @@ func TestHostileNames(t *testing.T) {
 		if err := s.Put(h, strings.NewReader("x")); err == nil {
 			t.Fatalf("Put(%q) accepted", h)
 		}
+	}
+}
+
+// Many concurrent commits share directory fsyncs and every one of them
+// ends up stored.
+func TestConcurrentCommits(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	errs := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		go func() {
+			w, err := s.Create()
+			if err != nil {
+				errs <- err
+				return
+			}
+			fmt.Fprintf(w, "message %d\r\n", i)
+			_, _, err = w.Commit()
+			errs <- err
+		}()
+	}
+	for i := 0; i < 50; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	s.Walk(func(string, time.Time) error { n++; return nil })
+	if n != 50 {
+		t.Fatalf("%d blobs stored, want 50", n)
 	}
 }
