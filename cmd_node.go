@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -234,6 +235,15 @@ func runNode(args []string, stderr io.Writer) error {
 	cfg, err := f.finish(fs, stderr)
 	if err != nil {
 		return err
+	}
+	if path := os.Getenv("LIFELINE_CPUPROFILE"); path != "" {
+		// For measuring the node under load (make bench); not a setting.
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	n, err := node.Start(cfg)
 	if err != nil {

@@ -93,7 +93,10 @@ type QueueOp struct {
 	At     int64  `codec:"t"`
 }
 
-var bucketRetired = []byte("retired")
+var (
+	bucketRetired = []byte("retired")
+	keyLastRetry  = []byte("last_retry")
+)
 
 // RetiredKeep bounds the message log of retired messages: records older
 // than this, counted from the newest retirement, are pruned as new ones
@@ -305,6 +308,13 @@ func applyDelayNotified(tx *bolt.Tx, c *DelayNotified) error {
 }
 
 func applyQueueOp(tx *bolt.Tx, c *QueueOp) error {
+	if c.Op == OpRetry || c.Op == OpRelease {
+		// The leader probes spooling destinations at once after an
+		// operator asks for a retry, whichever node took the request.
+		if err := putUint64(tx.Bucket(bucketMeta), keyLastRetry, uint64(c.At)); err != nil {
+			return err
+		}
+	}
 	ids := c.IDs
 	if len(ids) == 0 {
 		if c.Op != OpRetry {

@@ -215,3 +215,16 @@ func (s *Store) RetiredMessages(limit int) ([]Retired, error) {
 	})
 	return out, err
 }
+
+// LastRetry is the time of the latest operator retry or release, in unix
+// nanoseconds.
+func (s *Store) LastRetry() int64 {
+	var v int64
+	_ = s.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta).Get(keyLastRetry); len(b) == 8 {
+			v = int64(beUint64(b))
+		}
+		return nil
+	})
+	return v
+}

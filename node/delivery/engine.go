@@ -53,7 +53,12 @@ type Config struct {
 	// BatchSize is how many messages one connection carries per batch.
 	BatchSize int
 	// Poll is how often the engine looks for due mail when nothing wakes it.
-	Poll   time.Duration
+	Poll time.Duration
+	// MinPassGap spaces passes when new mail keeps waking the engine, so a
+	// busy MX batches its arrivals instead of scanning once per message.
+	MinPassGap time.Duration
+	// ProbeInterval is how often a spooling destination is tried.
+	ProbeInterval time.Duration
 	Logger *slog.Logger
 }
 
@@ -82,6 +87,12 @@ func (c *Config) setDefaults() {
 	if c.Poll == 0 {
 		c.Poll = time.Second
 	}
+	if c.MinPassGap == 0 {
+		c.MinPassGap = 50 * time.Millisecond
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = c.Schedule[0]
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -98,6 +109,10 @@ type Engine struct {
 	mu       sync.Mutex
 	inflight map[string]bool // "id/rcpt"
 	groups   map[string]int  // destination key -> running workers
+	// nextProbe paces the probes of each spooling domain; an operator's
+	// retry (lastRetry changes) lifts the pacing.
+	nextProbe map[string]time.Time
+	lastRetry int64
 	randMu   sync.Mutex
 	wg       sync.WaitGroup
 }
@@ -105,7 +120,7 @@ type Engine struct {
 // New returns an engine; Run starts it.
 func New(cfg Config) *Engine {
 	cfg.setDefaults()
-	return &Engine{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]bool{}, groups: map[string]int{}}
+	return &Engine{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]bool{}, groups: map[string]int{}, nextProbe: map[string]time.Time{}}
 }
 
 // RunOnce schedules what is due now and waits for those attempts to end;
@@ -138,6 +153,11 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-e.wake:
 		}
 		e.pass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(e.cfg.MinPassGap):
+		}
 		t.Reset(e.cfg.Poll)
 	}
 }
@@ -163,6 +183,12 @@ func (e *Engine) now() time.Time { return e.cfg.Now() }
 // to a worker, within the concurrency limits.
 func (e *Engine) pass(ctx context.Context) {
 	now := e.now()
+	if r := e.cfg.Store.LastRetry(); r != e.lastRetry {
+		e.lastRetry = r
+		e.mu.Lock()
+		clear(e.nextProbe)
+		e.mu.Unlock()
+	}
 	due, err := e.cfg.Store.Due(now.UnixNano(), 10000)
 	if err != nil {
 		e.cfg.Logger.Error("reading due recipients", "err", err)
@@ -230,12 +256,22 @@ func (e *Engine) pass(ctx context.Context) {
 		e.mu.Lock()
 		running := e.groups[k]
 		limit := e.cfg.PerDestination
+		var waitUntil time.Time
 		if g.spooling {
-			// A spooling destination gets one gentle probe at a time, not
-			// the whole queue.
+			// A spooling destination gets one gentle probe at a time, and
+			// no more often than ProbeInterval, not the whole queue.
 			limit = 1
+			if np := e.nextProbe[g.domain]; now.Before(np) {
+				waitUntil = np
+			} else if running == 0 {
+				e.nextProbe[g.domain] = now.Add(e.cfg.ProbeInterval)
+			}
 		}
 		e.mu.Unlock()
+		if !waitUntil.IsZero() {
+			e.waitForProbe(ctx, g.items, waitUntil)
+			continue
+		}
 		for running < limit && len(g.items) > 0 {
 			n := e.cfg.BatchSize
 			if g.spooling {
@@ -438,6 +474,28 @@ func (e *Engine) deliver(ctx context.Context, g *group, batch []work) {
 		case !anyDelivered && lastTemp != nil && g.spooling:
 			e.deferDomain(ctx, g, *lastTemp)
 		}
+	}
+}
+
+// waitForProbe moves recipients that arrived for a spooling domain to its
+// next probe, without dialing and without counting an attempt.
+func (e *Engine) waitForProbe(ctx context.Context, ws []work, at time.Time) {
+	var results []fsm.MessageResult
+	for _, w := range ws {
+		mr := fsm.MessageResult{ID: w.msg.ID}
+		for _, idx := range w.rcpts {
+			mr.Results = append(mr.Results, fsm.RecipientResult{Recipient: idx, Outcome: fsm.OutcomeDeferred,
+				Reply: w.msg.Recipients[idx].LastReply, NextAttempt: at.UnixNano()})
+		}
+		results = append(results, mr)
+	}
+	for len(results) > 0 {
+		n := min(len(results), 500)
+		if err := e.cfg.Apply(ctx, &fsm.AttemptResult{At: e.now().UnixNano(), Messages: results[:n]}); err != nil {
+			e.cfg.Logger.Warn("cannot defer mail for a spooling domain", "err", err)
+			return
+		}
+		results = results[n:]
 	}
 }
 
