@@ -59,7 +59,7 @@ type Config struct {
 	MinPassGap time.Duration
 	// ProbeInterval is how often a spooling destination is tried.
 	ProbeInterval time.Duration
-	Logger *slog.Logger
+	Logger        *slog.Logger
 }
 
 // DefaultSchedule: the first retry within 5 minutes, growing to hourly.
@@ -113,8 +113,8 @@ type Engine struct {
 	// retry (lastRetry changes) lifts the pacing.
 	nextProbe map[string]time.Time
 	lastRetry int64
-	randMu   sync.Mutex
-	wg       sync.WaitGroup
+	randMu    sync.Mutex
+	wg        sync.WaitGroup
 }
 
 // New returns an engine; Run starts it.
