@@ -129,6 +129,8 @@ const adminUsage = `usage:
   lifeline admin queue flush
   lifeline admin queue hold|release|retry ID
   lifeline admin queue delete ID [--dsn]
+  lifeline admin cluster transfer [--to ID]
+  lifeline admin cluster remove ID
 `
 
 func runAdmin(args []string, stdout, stderr io.Writer) error {
@@ -149,6 +151,8 @@ func runAdmin(args []string, stdout, stderr io.Writer) error {
 		return adminQueueShow(args[2:], stdout, stderr)
 	case "queue flush", "queue hold", "queue release", "queue retry", "queue delete":
 		return adminQueueOp(args[1], args[2:], stdout, stderr)
+	case "cluster transfer", "cluster remove":
+		return adminCluster(args[1], args[2:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage)
 	return errUsage
@@ -348,5 +352,37 @@ func adminQueueOp(op string, args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "%s: %s\n", id, op)
 	}
+	return nil
+}
+
+func adminCluster(op string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin cluster "+op, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, false)
+	to := fs.String("to", "", "transfer: the node to hand leadership to (default: the most up-to-date follower)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	if op == "transfer" {
+		if len(pos) != 0 {
+			return errors.New("transfer takes no arguments; use --to ID")
+		}
+		if err := a.client().TransferLeadership(ctx, *to); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "leadership transferred")
+		return nil
+	}
+	if len(pos) != 1 {
+		return errors.New("want exactly one node ID")
+	}
+	if err := a.client().RemoveServer(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %s from the cluster\n", pos[0])
 	return nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"lifeline/cluster"
@@ -191,3 +192,24 @@ func (n *Node) Members() []gossip.Member {
 	}
 	return n.gossip.Members()
 }
+
+// TransferLeadership hands leadership to the node named to, or to the
+// most up-to-date follower when to is empty.
+func (n *Node) TransferLeadership(to string) error {
+	if to == "" {
+		return n.cluster.TransferLeadership("", "")
+	}
+	servers, err := n.cluster.Servers()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if string(s.ID) == to {
+			return n.cluster.TransferLeadership(to, string(s.Address))
+		}
+	}
+	return fmt.Errorf("no such server: %s", to)
+}
+
+// RemoveServer takes a node out of the voters for good.
+func (n *Node) RemoveServer(id string) error { return n.cluster.RemoveServer(id) }

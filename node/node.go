@@ -17,6 +17,7 @@ import (
 	"lifeline/cluster/gossip"
 	"lifeline/fsm"
 	"lifeline/node/delivery"
+	"lifeline/node/metrics"
 	"lifeline/smtp"
 	"lifeline/webui"
 )
@@ -46,6 +47,11 @@ type Node struct {
 	// blobLag counts spooled messages whose body this node lacks.
 	blobLag atomic.Int64
 
+	metrics *metrics.Metrics
+	statsMu sync.Mutex
+	stats   fsm.QueueStats
+	statsAt time.Time
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -73,6 +79,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.fsm = fsm.New(n.store, n.logger)
+	n.metrics = metrics.New(n)
 	if n.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 		return nil, err
 	}
@@ -129,6 +136,7 @@ func Start(cfg Config) (*Node, error) {
 		Now:             cfg.Now,
 		NewID:           func() string { return newQueueID(cfg.Now()) },
 		Queue:           &mxQueue{n: n},
+		OnReply:         n.metrics.SMTPReply,
 	})
 	n.wg.Add(1)
 	go func() {
@@ -185,9 +193,35 @@ func (n *Node) Apply(ctx context.Context, cmd any) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	_, err = n.cluster.Apply(ctx, data)
+	if err == nil {
+		n.metrics.Commit(time.Since(start))
+	}
 	return err
 }
+
+// QueueStats summarises the spool, at most every few seconds: a scrape or
+// a status page must not walk a large spool each time.
+func (n *Node) QueueStats() (fsm.QueueStats, error) {
+	n.statsMu.Lock()
+	defer n.statsMu.Unlock()
+	if time.Since(n.statsAt) < 2*time.Second {
+		return n.stats, nil
+	}
+	st, err := n.store.Stats()
+	if err != nil {
+		return st, err
+	}
+	n.stats, n.statsAt = st, time.Now()
+	return st, nil
+}
+
+// BlobLag is how many spooled messages lack their body on this node.
+func (n *Node) BlobLag() int64 { return n.blobLag.Load() }
+
+// MetricsHandler serves /metrics.
+func (n *Node) MetricsHandler() http.Handler { return n.metrics.Handler() }
 
 // leaderLoop carries the duties of the leader. A new leader first waits on
 // a Barrier so it acts on a state that includes every committed entry

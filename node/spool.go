@@ -74,6 +74,7 @@ func (n *Node) newEngine() *delivery.Engine {
 		Lease:         n.cfg.DeliveryLease,
 		Poll:          n.cfg.DeliveryPoll,
 		Hostname:      n.cfg.Hostname,
+		OnOutcome:     n.metrics.Delivery,
 		Logger:        n.logger.With("part", "delivery"),
 	})
 }

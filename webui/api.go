@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"lifeline/cluster"
+	"lifeline/cluster/gossip"
 	"lifeline/fsm"
 )
 
@@ -30,6 +31,16 @@ type Backend interface {
 	// Healthy is nil when this node can accept mail.
 	Healthy() error
 	Now() time.Time
+	// QueueStats is a recent summary of the spool.
+	QueueStats() (fsm.QueueStats, error)
+	// Members is the gossip view of the nodes.
+	Members() []gossip.Member
+	BlobLag() int64
+	MetricsHandler() http.Handler
+	// TransferLeadership and RemoveServer are the operator's tools for
+	// rolling upgrades; they work on the leader only.
+	TransferLeadership(to string) error
+	RemoveServer(id string) error
 }
 
 // Server is the HTTP face of one node.
@@ -61,6 +72,11 @@ func New(b Backend, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /api/v1/queue/{id}/hold", s.auth(s.queueOp(fsm.OpHold)))
 	s.mux.HandleFunc("POST /api/v1/queue/{id}/release", s.auth(s.queueOp(fsm.OpRelease)))
 	s.mux.HandleFunc("DELETE /api/v1/queue/{id}", s.auth(s.queueOp(fsm.OpDelete)))
+	s.mux.HandleFunc("POST /api/v1/cluster/transfer-leadership", s.auth(s.onLeader(s.transferLeadership)))
+	s.mux.HandleFunc("DELETE /api/v1/cluster/servers/{id}", s.auth(s.onLeader(s.removeServer)))
+	s.mux.HandleFunc("GET /metrics", s.auth(s.b.MetricsHandler().ServeHTTP))
+	s.mux.HandleFunc("POST /status/signin", s.statusSignIn)
+	s.mux.HandleFunc("POST /status/signout", s.statusSignOut)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint")
 	})
@@ -98,15 +114,24 @@ func HashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// operatorToken reports whether tok is the cluster's operator token.
+func (s *Server) operatorToken(tok string) (bool, error) {
+	want, err := s.b.Store().AdminTokenHash()
+	if err != nil {
+		return false, err
+	}
+	return tok != "" && want != "" && subtle.ConstantTimeCompare([]byte(HashToken(tok)), []byte(want)) == 1, nil
+}
+
 func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		want, err := s.b.Store().AdminTokenHash()
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		ok, err := s.operatorToken(tok)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "state store unavailable")
 			return
 		}
-		if !ok || want == "" || subtle.ConstantTimeCompare([]byte(HashToken(tok)), []byte(want)) != 1 {
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lifeline"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong operator token")
 			return
@@ -134,6 +159,9 @@ type StatusReport struct {
 	Queue   fsm.QueueStats `json:"queue"`
 	Healthy bool           `json:"healthy"`
 	Problem string         `json:"problem,omitempty"`
+	Members []gossip.Member `json:"members"`
+	// BlobLag counts spooled messages whose body this node lacks.
+	BlobLag int64 `json:"blob_lag"`
 }
 
 func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
@@ -142,12 +170,14 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 		rep.Healthy = false
 		rep.Problem = err.Error()
 	}
-	q, err := s.b.Store().Stats()
+	q, err := s.b.QueueStats()
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
 		return
 	}
 	rep.Queue = q
+	rep.Members = s.b.Members()
+	rep.BlobLag = s.b.BlobLag()
 	writeJSON(w, http.StatusOK, rep)
 }
 

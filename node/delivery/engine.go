@@ -59,6 +59,8 @@ type Config struct {
 	MinPassGap time.Duration
 	// ProbeInterval is how often a spooling destination is tried.
 	ProbeInterval time.Duration
+	// OnOutcome, if set, is told each recipient's outcome (for metrics).
+	OnOutcome func(outcome string)
 	Logger        *slog.Logger
 }
 
@@ -95,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.OnOutcome == nil {
+		c.OnOutcome = func(string) {}
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(1, 2))
@@ -460,6 +465,7 @@ func (e *Engine) deliver(ctx context.Context, g *group, batch []work) {
 		e.cfg.Logger.Warn("cannot record delivery results; the lease will retry them", "err", err)
 		return
 	}
+	e.countOutcomes(results)
 	e.sendNotices(ctx, dsnJobs, at)
 	if g.domain != "" {
 		switch {
@@ -538,6 +544,14 @@ func (e *Engine) deferDomain(ctx context.Context, g *group, rep outbound.Reply) 
 	}
 }
 
+func (e *Engine) countOutcomes(results []fsm.MessageResult) {
+	for _, mr := range results {
+		for _, r := range mr.Results {
+			e.cfg.OnOutcome(r.Outcome)
+		}
+	}
+}
+
 // recordFailure settles every recipient of the batch with one reply: a
 // connection that could not be made, or a server that went away.
 func (e *Engine) recordFailure(ctx context.Context, g *group, batch []work, rep outbound.Reply, permanent, markDomain bool) {
@@ -583,6 +597,7 @@ func (e *Engine) finishWithoutDial(ctx context.Context, ws []work, rep outbound.
 		e.cfg.Logger.Warn("cannot record delivery results", "err", err)
 		return
 	}
+	e.countOutcomes(results)
 	e.sendNotices(ctx, jobs, at)
 }
 

@@ -171,3 +171,14 @@ func (c *Client) QueueOp(ctx context.Context, op, id string, bounce bool) error 
 	}
 	return c.do(ctx, http.MethodPost, "/api/v1/queue/"+url.PathEscape(id)+"/"+op, nil, nil)
 }
+
+// TransferLeadership asks the leader to hand over, to the node named to or,
+// with to empty, to the most up-to-date follower.
+func (c *Client) TransferLeadership(ctx context.Context, to string) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/cluster/transfer-leadership", map[string]string{"to": to}, nil)
+}
+
+// RemoveServer takes a node out of the cluster's voters.
+func (c *Client) RemoveServer(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/cluster/servers/"+url.PathEscape(id), nil, nil)
+}
