@@ -155,10 +155,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // StatusReport is the body of GET /api/v1/status.
 type StatusReport struct {
-	Cluster cluster.Status `json:"cluster"`
-	Queue   fsm.QueueStats `json:"queue"`
-	Healthy bool           `json:"healthy"`
-	Problem string         `json:"problem,omitempty"`
+	Cluster cluster.Status  `json:"cluster"`
+	Queue   fsm.QueueStats  `json:"queue"`
+	Healthy bool            `json:"healthy"`
+	Problem string          `json:"problem,omitempty"`
 	Members []gossip.Member `json:"members"`
 	// BlobLag counts spooled messages whose body this node lacks.
 	BlobLag int64 `json:"blob_lag"`

@@ -61,7 +61,7 @@ type Config struct {
 	ProbeInterval time.Duration
 	// OnOutcome, if set, is told each recipient's outcome (for metrics).
 	OnOutcome func(outcome string)
-	Logger        *slog.Logger
+	Logger    *slog.Logger
 }
 
 // DefaultSchedule: the first retry within 5 minutes, growing to hourly.

@@ -27,10 +27,10 @@ type Source interface {
 
 // Metrics holds one node's registry and its counters.
 type Metrics struct {
-	reg          *prometheus.Registry
-	smtpReplies  *prometheus.CounterVec
-	commitTime   prometheus.Histogram
-	deliveries   *prometheus.CounterVec
+	reg         *prometheus.Registry
+	smtpReplies *prometheus.CounterVec
+	commitTime  prometheus.Histogram
+	deliveries  *prometheus.CounterVec
 }
 
 // New registers everything for one node.
