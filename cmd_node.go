@@ -125,6 +125,7 @@ func newNodeFlags(fs *flag.FlagSet) *nodeFlags {
 	fs.Var(&f.transports, "transport", "DOMAIN=HOST:PORT route; repeatable; * is a smarthost")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.clusterKeyFile, "cluster-key-file", "", "32-byte key, hex or base64, shared by all nodes (or LIFELINE_CLUSTER_KEY)")
+	fs.DurationVar(&f.cfg.DeliveryLease, "delivery-lease", 10*time.Minute, "how long a delivery attempt may run before a new leader retries it")
 	fs.DurationVar(&f.cfg.RemoveFailedAfter, "remove-failed-after", 72*time.Hour, "remove a failed node from the voters after this long (0: never)")
 	return f
 }

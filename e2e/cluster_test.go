@@ -39,7 +39,7 @@ func (p *proc) status() (statusJSON, error) {
 	return st, json.Unmarshal([]byte(out), &st)
 }
 
-func startCluster(t *testing.T, n int) []*proc {
+func startCluster(t *testing.T, n int, extra ...string) []*proc {
 	t.Helper()
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -58,7 +58,7 @@ func startCluster(t *testing.T, n int) []*proc {
 				join = append(join, q.gossip)
 			}
 		}
-		p.extra = []string{"--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(join, ","), "--log-level", "info"}
+		p.extra = append([]string{"--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(join, ","), "--log-level", "info"}, extra...)
 	}
 	for _, p := range procs {
 		p.launch()

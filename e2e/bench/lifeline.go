@@ -41,9 +41,42 @@ func buildLifeline(ctx context.Context, outDir string) (string, error) {
 	return bin, nil
 }
 
-// lifelineNode is a single-node cluster running as a real process.
+// nodeSpec is everything needed to start, and later restart, one node:
+// the same ports and data directory each time.
+type nodeSpec struct {
+	id         string
+	dir        string // holds data/ and node.log
+	smtpAddr   string
+	httpAddr   string
+	raftAddr   string
+	gossipAddr string
+	token      string
+	env        []string // added to the environment, e.g. the cluster key
+	args       []string // added flags, e.g. --join
+}
+
+// newNodeSpec picks free loopback ports for a node; token "" makes one.
+func newNodeSpec(id, dir, token string) (nodeSpec, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nodeSpec{}, err
+	}
+	if token == "" {
+		token = randomHex(24)
+	}
+	return nodeSpec{id: id, dir: dir, smtpAddr: ports[0], httpAddr: ports[1], raftAddr: ports[2], gossipAddr: ports[3], token: token}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// lifelineNode is one `lifeline node` running as a real process.
 type lifelineNode struct {
 	bin      string
+	spec     nodeSpec
 	cmd      *exec.Cmd
 	smtpAddr string
 	httpAddr string
@@ -53,40 +86,55 @@ type lifelineNode struct {
 	waitErr  error
 }
 
+// startLifeline starts a single-node cluster and waits until it is healthy.
 func startLifeline(ctx context.Context, bin, dir string) (*lifelineNode, error) {
-	ports, err := freePorts(4)
+	spec, err := newNodeSpec("bench1", dir, "")
 	if err != nil {
 		return nil, err
 	}
-	tok := make([]byte, 24)
-	rand.Read(tok)
+	n, err := launchNode(bin, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.waitHealthy(ctx, 60*time.Second); err != nil {
+		n.stop()
+		return nil, fmt.Errorf("%w%s", err, n.logTail())
+	}
+	return n, nil
+}
+
+// launchNode starts the process and returns at once. A restart with the
+// same spec appends to the same log and keeps the data directory.
+func launchNode(bin string, spec nodeSpec) (*lifelineNode, error) {
 	n := &lifelineNode{
 		bin:      bin,
-		smtpAddr: ports[0],
-		httpAddr: ports[1],
-		token:    hex.EncodeToString(tok),
-		logPath:  filepath.Join(dir, "node.log"),
+		spec:     spec,
+		smtpAddr: spec.smtpAddr,
+		httpAddr: spec.httpAddr,
+		token:    spec.token,
+		logPath:  filepath.Join(spec.dir, "node.log"),
 		exited:   make(chan struct{}),
 	}
-	dataDir := filepath.Join(dir, "data")
+	dataDir := filepath.Join(spec.dir, "data")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(n.logPath)
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
 
-	n.cmd = exec.Command(bin, "node",
-		"--id", "bench1",
+	args := []string{"node",
+		"--id", spec.id,
 		"--data-dir", dataDir,
-		"--smtp-addr", n.smtpAddr,
-		"--http-addr", n.httpAddr,
-		"--raft-addr", ports[2],
-		"--gossip-addr", ports[3],
-	)
-	n.cmd.Env = append(os.Environ(), "LIFELINE_ADMIN_TOKEN="+n.token)
+		"--smtp-addr", spec.smtpAddr,
+		"--http-addr", spec.httpAddr,
+		"--raft-addr", spec.raftAddr,
+		"--gossip-addr", spec.gossipAddr,
+	}
+	n.cmd = exec.Command(bin, append(args, spec.args...)...)
+	n.cmd.Env = append(append(os.Environ(), "LIFELINE_ADMIN_TOKEN="+spec.token), spec.env...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own process group: Ctrl-C reaches only the harness, which
@@ -101,11 +149,6 @@ func startLifeline(ctx context.Context, bin, dir string) (*lifelineNode, error) 
 		n.waitErr = n.cmd.Wait()
 		close(n.exited)
 	}()
-
-	if err := n.waitHealthy(ctx, 60*time.Second); err != nil {
-		n.stop()
-		return nil, fmt.Errorf("%w%s", err, n.logTail())
-	}
 	return n, nil
 }
 
@@ -158,6 +201,26 @@ func (n *lifelineNode) addDomain(ctx context.Context, domain, dest string) error
 		return fmt.Errorf("%w%s", err, n.logTail())
 	}
 	return nil
+}
+
+// kill ends the node with SIGKILL, as a crash would, and waits for it.
+func (n *lifelineNode) kill() {
+	select {
+	case <-n.exited:
+		return
+	default:
+	}
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.exited
+}
+
+func (n *lifelineNode) running() bool {
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // stop ends the node gracefully, then forcibly if it does not go.

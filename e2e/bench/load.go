@@ -22,6 +22,9 @@ type loadConfig struct {
 	Warmup     int    // messages sent before measuring, not counted
 	Size       int    // bytes of each message, headers included, terminator excluded
 	RcptDomain string
+	// Addrs, when set, spreads the sessions over several servers (the
+	// nodes of a cluster) round-robin: session i talks to Addrs[i%len].
+	Addrs []string
 	// OpTimeout bounds one message transaction, so a stuck server ends the
 	// run with errors instead of hanging it.
 	OpTimeout time.Duration
@@ -201,6 +204,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 type session struct {
 	cfg  loadConfig
 	id   int
+	addr string
 	mu   sync.Mutex // guards conn against the cancel-time close
 	conn net.Conn
 	r    *bufio.Reader
@@ -211,13 +215,16 @@ type session struct {
 }
 
 func dialSession(ctx context.Context, cfg loadConfig, id int) (*session, error) {
-	s := &session{cfg: cfg, id: id}
+	s := &session{cfg: cfg, id: id, addr: cfg.Addr}
+	if len(cfg.Addrs) > 0 {
+		s.addr = cfg.Addrs[id%len(cfg.Addrs)]
+	}
 	return s, s.connect(ctx)
 }
 
 func (s *session) connect(ctx context.Context) error {
 	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", s.cfg.Addr)
+	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return err
 	}
