@@ -124,7 +124,8 @@ const adminUsage = `usage:
   lifeline admin domain set NAME --destination HOST:PORT [--org ORG]
   lifeline admin domain remove NAME
   lifeline admin domain list [--json]
-  lifeline admin queue list [--domain D] [--sender S] [--recipient R] [--json]
+  lifeline admin queue list [--domain D] [--sender S] [--recipient R]
+                           [--state held|deferred|new] [--older-than 4h] [--newer-than 30m] [--json]
   lifeline admin queue show ID [--json]
   lifeline admin queue flush
   lifeline admin queue hold|release|retry ID
@@ -259,6 +260,9 @@ func adminQueueList(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.Domain, "domain", "", "only messages with a recipient in this domain")
 	fs.StringVar(&f.Sender, "sender", "", "only senders containing this text")
 	fs.StringVar(&f.Recipient, "recipient", "", "only recipients containing this text")
+	fs.StringVar(&f.State, "state", "", "only held, deferred or new messages")
+	fs.StringVar(&f.OlderThan, "older-than", "", "only messages received longer ago than this (e.g. 4h)")
+	fs.StringVar(&f.NewerThan, "newer-than", "", "only messages received within this (e.g. 30m)")
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
@@ -314,10 +318,10 @@ func adminQueueShow(args []string, stdout, stderr io.Writer) error {
 		if r.NextAttempt != nil {
 			fmt.Fprintf(stdout, "  next %s", r.NextAttempt.Format(time.RFC3339))
 		}
-		if r.LastReply != "" {
-			fmt.Fprintf(stdout, "  last %q", r.LastReply)
-		}
 		fmt.Fprintln(stdout)
+		for _, a := range r.History {
+			fmt.Fprintf(stdout, "    %s  %s\n", a.At.Format(time.RFC3339), a.Reply)
+		}
 	}
 	return nil
 }

@@ -40,7 +40,20 @@ type RecipientResult struct {
 	// NextAttempt is decided by the leader, jitter included, for deferred
 	// recipients.
 	NextAttempt int64 `codec:"n,omitempty"`
+	// Skipped: no connection was tried (the destination is known to be
+	// down); the recipient is only rescheduled.
+	Skipped bool `codec:"sk,omitempty"`
 }
+
+// AttemptRecord is one attempt in a recipient's history.
+type AttemptRecord struct {
+	At    int64  `codec:"t" json:"at"`
+	Reply string `codec:"r" json:"reply"`
+}
+
+// MaxHistory bounds the attempts kept per recipient; a month of hourly
+// retries would otherwise grow a message's record past any use.
+const MaxHistory = 20
 
 // AttemptResult records what an attempt achieved. A message whose
 // recipients are all done retires in the same command.
@@ -194,8 +207,14 @@ func attemptResultOne(tx *bolt.Tx, mr MessageResult, at int64) error {
 			continue
 		}
 		r := &m.Recipients[i]
-		r.LastReply = res.Reply
-		r.RemoteMTA = res.RemoteMTA
+		if !res.Skipped {
+			r.LastReply = res.Reply
+			r.RemoteMTA = res.RemoteMTA
+			r.History = append(r.History, AttemptRecord{At: at, Reply: res.Reply})
+			if len(r.History) > MaxHistory {
+				r.History = append(r.History[:0:0], r.History[len(r.History)-MaxHistory:]...)
+			}
+		}
 		switch res.Outcome {
 		case OutcomeDelivered, OutcomeFailed:
 			if err := setNext(tx, m, i, 0); err != nil {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -108,5 +109,38 @@ func TestDomainSpoolingState(t *testing.T) {
 	d, _, _ = f.Store().Domain("x.com")
 	if d.Spooling || d.LastDelivered != 300 {
 		t.Fatalf("after recovery: %+v", d)
+	}
+}
+
+func TestQueueFilters(t *testing.T) {
+	f := openTestFSM(t)
+	lf := &logFeeder{t: t}
+	a, b, c := spool("QA", "a@x.com"), spool("QB", "b@y.com"), spool("QC", "c@x.com")
+	b.ReceivedAt += 1000
+	c.ReceivedAt += 2000
+	applyOK(t, f, lf, a, b, c,
+		&AttemptStart{Items: []AttemptItem{{ID: "QA", Recipients: []int{0}}}, At: a.ReceivedAt, LeaseUntil: a.ReceivedAt + 10},
+		&QueueOp{Op: OpHold, IDs: []string{"QC"}, At: 1})
+	cases := []struct {
+		f    MessageFilter
+		want string
+	}{
+		{MessageFilter{State: "deferred"}, "QA"},
+		{MessageFilter{State: "held"}, "QC"},
+		{MessageFilter{State: "new"}, "QB"},
+		{MessageFilter{Domain: "x.com"}, "QA,QC"},
+		{MessageFilter{ReceivedBefore: b.ReceivedAt}, "QA"},
+		{MessageFilter{ReceivedAfter: a.ReceivedAt}, "QB,QC"},
+		{MessageFilter{ReceivedAfter: a.ReceivedAt, State: "held"}, "QC"},
+	}
+	for _, tc := range cases {
+		msgs, _, _ := f.Store().Messages(tc.f, "", 10)
+		var ids []string
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		if got := strings.Join(ids, ","); got != tc.want {
+			t.Errorf("filter %+v: got %s, want %s", tc.f, got, tc.want)
+		}
 	}
 }

@@ -66,9 +66,48 @@ type MessageFilter struct {
 	Domain    string
 	Sender    string
 	Recipient string
+	// State is "held", "deferred" (tried and not done), "new" (not tried
+	// yet) or "" for any.
+	State string
+	// ReceivedBefore and ReceivedAfter bound the arrival time (unix
+	// nanoseconds); zero means no bound.
+	ReceivedBefore int64
+	ReceivedAfter  int64
+}
+
+// ValidState reports whether s is a state a filter understands.
+func ValidState(s string) bool {
+	return s == "" || s == "held" || s == "deferred" || s == "new"
+}
+
+func (f MessageFilter) matchState(m *Message) bool {
+	tried := false
+	for _, r := range m.Recipients {
+		if !r.Done() && r.Attempts > 0 {
+			tried = true
+		}
+	}
+	switch f.State {
+	case "held":
+		return m.Held
+	case "deferred":
+		return !m.Held && tried
+	case "new":
+		return !m.Held && !tried
+	}
+	return true
 }
 
 func (f MessageFilter) match(m *Message) bool {
+	if f.ReceivedBefore != 0 && m.ReceivedAt >= f.ReceivedBefore {
+		return false
+	}
+	if f.ReceivedAfter != 0 && m.ReceivedAt <= f.ReceivedAfter {
+		return false
+	}
+	if !f.matchState(m) {
+		return false
+	}
 	if f.Sender != "" && !strings.Contains(strings.ToLower(m.From), strings.ToLower(f.Sender)) {
 		return false
 	}

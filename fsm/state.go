@@ -35,6 +35,8 @@ type RecipientState struct {
 	RemoteMTA   string `codec:"rm,omitempty"`
 	// DelayNotified records that the one delayed DSN went out.
 	DelayNotified bool `codec:"dn,omitempty"`
+	// History holds the latest attempts, oldest first.
+	History []AttemptRecord `codec:"hi,omitempty"`
 }
 
 // Done reports whether the recipient needs no more attempts.

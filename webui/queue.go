@@ -18,6 +18,13 @@ type QueueRecipient struct {
 	NextAttempt *time.Time `json:"next_attempt,omitempty"`
 	LastAttempt *time.Time `json:"last_attempt,omitempty"`
 	LastReply   string     `json:"last_reply,omitempty"`
+	History     []Attempt  `json:"attempts_history,omitempty"`
+}
+
+// Attempt is one delivery attempt in the queue API.
+type Attempt struct {
+	At    time.Time `json:"at"`
+	Reply string    `json:"reply"`
 }
 
 // QueueMessage is one message in the queue API.
@@ -55,6 +62,7 @@ func toQueueMessage(m *fsm.Message) QueueMessage {
 		q.Recipients = append(q.Recipients, QueueRecipient{
 			Address: r.Address, State: r.State, Notify: r.Notify, ORCPT: r.ORCPT, Attempts: r.Attempts,
 			NextAttempt: unixTime(r.NextAttempt), LastAttempt: unixTime(r.LastAttempt), LastReply: r.LastReply,
+			History: history(r.History),
 		})
 	}
 	return q
@@ -71,7 +79,25 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	f := fsm.MessageFilter{Domain: q.Get("domain"), Sender: q.Get("sender"), Recipient: q.Get("recipient")}
+	f := fsm.MessageFilter{Domain: q.Get("domain"), Sender: q.Get("sender"), Recipient: q.Get("recipient"), State: q.Get("state")}
+	if !fsm.ValidState(f.State) {
+		writeError(w, http.StatusBadRequest, "state must be held, deferred or new")
+		return
+	}
+	now := s.b.Now()
+	for _, p := range []struct {
+		name  string
+		bound *int64
+	}{{"older_than", &f.ReceivedBefore}, {"newer_than", &f.ReceivedAfter}} {
+		if v := q.Get(p.name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				writeError(w, http.StatusBadRequest, p.name+" must be a duration such as 30m or 4h")
+				return
+			}
+			*p.bound = now.Add(-d).UnixNano()
+		}
+	}
 	msgs, next, err := s.b.Store().Messages(f, q.Get("after"), limit)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
@@ -119,4 +145,12 @@ func (s *Server) queueOp(op string) http.HandlerFunc {
 			writeJSON(w, http.StatusOK, map[string]any{"op": cmd.Op, "ids": cmd.IDs})
 		}
 	}
+}
+
+func history(h []fsm.AttemptRecord) []Attempt {
+	var out []Attempt
+	for _, a := range h {
+		out = append(out, Attempt{At: time.Unix(0, a.At).UTC(), Reply: a.Reply})
+	}
+	return out
 }

@@ -491,7 +491,7 @@ func (e *Engine) waitForProbe(ctx context.Context, ws []work, at time.Time) {
 		mr := fsm.MessageResult{ID: w.msg.ID}
 		for _, idx := range w.rcpts {
 			mr.Results = append(mr.Results, fsm.RecipientResult{Recipient: idx, Outcome: fsm.OutcomeDeferred,
-				Reply: w.msg.Recipients[idx].LastReply, NextAttempt: at.UnixNano()})
+				NextAttempt: at.UnixNano(), Skipped: true})
 		}
 		results = append(results, mr)
 	}
@@ -536,10 +536,9 @@ func (e *Engine) deferDomain(ctx context.Context, g *group, rep outbound.Reply) 
 		}
 		ws = appendWork(ws, m, d.Recipient)
 	}
-	rep.Text = "not attempted while the destination is down; last probe: " + rep.Text
 	for len(ws) > 0 {
 		n := min(len(ws), 500)
-		e.finishWithoutDial(ctx, ws[:n], rep, false)
+		e.settle(ctx, ws[:n], rep, false, true)
 		ws = ws[n:]
 	}
 }
@@ -568,6 +567,12 @@ func (e *Engine) recordFailure(ctx context.Context, g *group, batch []work, rep 
 
 // finishWithoutDial records one outcome for every recipient in ws.
 func (e *Engine) finishWithoutDial(ctx context.Context, ws []work, rep outbound.Reply, permanent bool) {
+	e.settle(ctx, ws, rep, permanent, false)
+}
+
+// settle records one outcome for every recipient in ws; skipped marks
+// recipients that were not tried at all.
+func (e *Engine) settle(ctx context.Context, ws []work, rep outbound.Reply, permanent, skipped bool) {
 	if len(ws) == 0 {
 		return
 	}
@@ -577,7 +582,7 @@ func (e *Engine) finishWithoutDial(ctx context.Context, ws []work, rep outbound.
 	for _, w := range ws {
 		mr := fsm.MessageResult{ID: w.msg.ID}
 		for _, idx := range w.rcpts {
-			r := fsm.RecipientResult{Recipient: idx, Reply: rep.String()}
+			r := fsm.RecipientResult{Recipient: idx, Reply: rep.String(), Skipped: skipped}
 			if permanent {
 				r.Outcome = fsm.OutcomeFailed
 			} else {

@@ -114,6 +114,10 @@ func (c *Client) RemoveDomain(ctx context.Context, name string) error {
 // QueueFilter narrows a queue listing.
 type QueueFilter struct {
 	Domain, Sender, Recipient string
+	// State is held, deferred or new.
+	State string
+	// OlderThan and NewerThan are durations such as 4h.
+	OlderThan, NewerThan string
 }
 
 // Queue lists every queued message matching f, following the pages.
@@ -134,6 +138,11 @@ func (c *Client) Queue(ctx context.Context, f QueueFilter) ([]webui.QueueMessage
 		}
 		if after != "" {
 			q.Set("after", after)
+		}
+		for k, v := range map[string]string{"state": f.State, "older_than": f.OlderThan, "newer_than": f.NewerThan} {
+			if v != "" {
+				q.Set(k, v)
+			}
 		}
 		var page struct {
 			Messages []webui.QueueMessage `json:"messages"`
