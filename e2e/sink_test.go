@@ -141,3 +141,21 @@ func TestSpoolThenFlushToSmtpSink(t *testing.T) {
 		t.Fatalf("domain still spooling after the drain:\n%s", out)
 	}
 }
+
+// startSmtpSinkFast runs smtp-sink without dumping messages, for volume.
+func startSmtpSinkFast(t *testing.T, addr string) {
+	t.Helper()
+	bin := "/usr/sbin/smtp-sink"
+	cmd := exec.Command(bin, "-u", "root", addr, "1024")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, "smtp-sink on "+addr, 10*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}

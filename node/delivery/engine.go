@@ -48,7 +48,8 @@ type Config struct {
 	Lease time.Duration
 	// Hostname names this cluster in DSNs.
 	Hostname string
-	// PerDestination bounds parallel connections to one destination.
+	// PerDestination bounds parallel connections to one destination; the
+	// default of 5 matches the concurrency Postfix starts a destination at.
 	PerDestination int
 	// BatchSize is how many messages one connection carries per batch.
 	BatchSize int
@@ -81,7 +82,7 @@ func (c *Config) setDefaults() {
 		c.Lease = 10 * time.Minute
 	}
 	if c.PerDestination == 0 {
-		c.PerDestination = 2
+		c.PerDestination = 5
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 100

@@ -159,7 +159,7 @@ func TestOutageScheduleThroughQueueLifetime(t *testing.T) {
 // connections.
 func TestSpoolProbesGentlyThenDrains(t *testing.T) {
 	dest := closedPort(t)
-	h := newHarness(t, nil, func(c *Config) { c.BatchSize = 50 })
+	h := newHarness(t, nil, func(c *Config) { c.BatchSize = 50; c.PerDestination = 2 })
 	h.must(&fsm.DomainPut{Name: "customer.test", Destination: dest, At: 1})
 	const n = 300
 	for i := 0; i < n; i++ {
