@@ -126,15 +126,25 @@ func (p *proc) start() {
 	p.waitHealthy()
 }
 
+// waitHealthy waits until the node can take mail and its API accepts the
+// operator token (the leader stores the token just after the election).
 func (p *proc) waitHealthy() {
 	p.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.http + "/healthz")
+		req, _ := http.NewRequest("GET", "http://"+p.http+"/api/v1/status", nil)
+		req.Header.Set("Authorization", "Bearer "+p.token)
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				hz, err := http.Get("http://" + p.http + "/healthz")
+				if err == nil {
+					hz.Body.Close()
+					if hz.StatusCode == 200 {
+						return
+					}
+				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
