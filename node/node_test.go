@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,49 @@ func TestQueueIDsSortByArrival(t *testing.T) {
 	}
 	if strings.ContainsAny(a+b, "ILOU") {
 		t.Fatalf("ID uses an ambiguous letter: %s %s", a, b)
+	}
+}
+
+// Bodies that no spooled message references are removed after the grace
+// period: retired mail, and bodies whose SpoolAdd never committed.
+func TestBlobCollection(t *testing.T) {
+	n := startTestNode(t)
+	ctx := context.Background()
+	write := func(body string) string {
+		w, err := n.blobs.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(body))
+		h, _, err := w.Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	kept := write("referenced body")
+	if err := n.Apply(ctx, &fsm.SpoolAdd{ID: "Q1", From: "a@example.net", BlobHash: kept, Size: 15, ReceivedAt: 1,
+		Recipients: []fsm.Recipient{{Address: "u@customer.test", Domain: "customer.test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	orphan := write("never committed")
+	fresh := write("just arrived")
+	old := time.Now().Add(-time.Hour)
+	for _, h := range []string{kept, orphan} {
+		os.Chtimes(n.blobs.Path(h), old, old)
+	}
+	removed, err := n.collectBlobs(time.Now())
+	if err != nil || removed != 1 {
+		t.Fatalf("removed %d, err %v; want the one old orphan", removed, err)
+	}
+	if n.blobs.Has(orphan) || !n.blobs.Has(kept) || !n.blobs.Has(fresh) {
+		t.Fatalf("kept: referenced %v, fresh %v; orphan gone %v", n.blobs.Has(kept), n.blobs.Has(fresh), !n.blobs.Has(orphan))
+	}
+	// Once the message retires, its body goes too.
+	if err := n.Apply(ctx, &fsm.QueueOp{Op: fsm.OpDelete, IDs: []string{"Q1"}, At: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := n.collectBlobs(time.Now()); removed != 1 || n.blobs.Has(kept) {
+		t.Fatalf("retired message's body not collected (removed %d)", removed)
 	}
 }
