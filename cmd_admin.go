@@ -132,6 +132,7 @@ const adminUsage = `usage:
   lifeline admin queue delete ID [--dsn]
   lifeline admin cluster transfer [--to ID]
   lifeline admin cluster remove ID
+  lifeline admin cluster snapshot
 `
 
 func runAdmin(args []string, stdout, stderr io.Writer) error {
@@ -152,7 +153,7 @@ func runAdmin(args []string, stdout, stderr io.Writer) error {
 		return adminQueueShow(args[2:], stdout, stderr)
 	case "queue flush", "queue hold", "queue release", "queue retry", "queue delete":
 		return adminQueueOp(args[1], args[2:], stdout, stderr)
-	case "cluster transfer", "cluster remove":
+	case "cluster transfer", "cluster remove", "cluster snapshot":
 		return adminCluster(args[1], args[2:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage)
@@ -371,6 +372,14 @@ func adminCluster(op string, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := ctx30()
 	defer cancel()
+	if op == "snapshot" {
+		secs, err := a.client().Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "snapshot written in %.3fs\n", secs)
+		return nil
+	}
 	if op == "transfer" {
 		if len(pos) != 0 {
 			return errors.New("transfer takes no arguments; use --to ID")

@@ -213,3 +213,10 @@ func (n *Node) TransferLeadership(to string) error {
 
 // RemoveServer takes a node out of the voters for good.
 func (n *Node) RemoveServer(id string) error { return n.cluster.RemoveServer(id) }
+
+// Snapshot writes a Raft snapshot of this node's state now.
+func (n *Node) Snapshot() (time.Duration, error) {
+	start := time.Now()
+	err := n.cluster.Snapshot()
+	return time.Since(start), err
+}

@@ -41,6 +41,9 @@ type Backend interface {
 	// rolling upgrades; they work on the leader only.
 	TransferLeadership(to string) error
 	RemoveServer(id string) error
+	// Snapshot makes this node write a Raft snapshot now and compact its
+	// log; it returns how long that took.
+	Snapshot() (time.Duration, error)
 }
 
 // Server is the HTTP face of one node.
@@ -74,6 +77,7 @@ func New(b Backend, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("DELETE /api/v1/queue/{id}", s.auth(s.queueOp(fsm.OpDelete)))
 	s.mux.HandleFunc("POST /api/v1/cluster/transfer-leadership", s.auth(s.onLeader(s.transferLeadership)))
 	s.mux.HandleFunc("DELETE /api/v1/cluster/servers/{id}", s.auth(s.onLeader(s.removeServer)))
+	s.mux.HandleFunc("POST /api/v1/cluster/snapshot", s.auth(s.snapshot))
 	s.mux.HandleFunc("GET /metrics", s.auth(s.b.MetricsHandler().ServeHTTP))
 	s.mux.HandleFunc("POST /status/signin", s.statusSignIn)
 	s.mux.HandleFunc("POST /status/signout", s.statusSignOut)

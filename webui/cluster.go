@@ -89,3 +89,12 @@ func (s *Server) isServer(id string) bool {
 	}
 	return false
 }
+
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	d, err := s.b.Snapshot()
+	if err != nil {
+		writeError(w, http.StatusConflict, "snapshot failed: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "snapshot written", "seconds": d.Seconds()})
+}

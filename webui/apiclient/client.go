@@ -191,3 +191,13 @@ func (c *Client) TransferLeadership(ctx context.Context, to string) error {
 func (c *Client) RemoveServer(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/cluster/servers/"+url.PathEscape(id), nil, nil)
 }
+
+// Snapshot makes the node write a Raft snapshot now; it returns the seconds
+// it took.
+func (c *Client) Snapshot(ctx context.Context) (float64, error) {
+	var r struct {
+		Seconds float64 `json:"seconds"`
+	}
+	err := c.do(ctx, http.MethodPost, "/api/v1/cluster/snapshot", nil, &r)
+	return r.Seconds, err
+}
