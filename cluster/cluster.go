@@ -199,7 +199,10 @@ func Start(cfg Config) (*Cluster, error) {
 // dialPeer opens a connection to another node, under TLS when the cluster
 // has a key.
 func (c *Cluster) dialPeer(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
+	// Peers sit on one LAN: a connection that takes seconds is a peer that
+	// is gone, and a write waiting on it should fail while the client still
+	// waits for its answer.
+	d := net.Dialer{Timeout: 3 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil || c.cfg.Security == nil {
 		return conn, err
@@ -317,6 +320,12 @@ func mapRaftErr(err error) error {
 		return ErrNoLeader
 	}
 	return err
+}
+
+// HasLeader reports whether this node knows a leader right now.
+func (c *Cluster) HasLeader() bool {
+	addr, _ := c.raft.LeaderWithID()
+	return addr != ""
 }
 
 // IsLeader reports whether this node leads the group now.

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 
+	"lifeline/cluster"
 	"lifeline/cluster/blob"
 	"lifeline/fsm"
 	"lifeline/smtp"
@@ -32,6 +33,11 @@ func (q *mxQueue) Enqueue(ctx context.Context, env *smtp.Envelope, hash string, 
 	}
 	for _, r := range env.Recipients {
 		cmd.Recipients = append(cmd.Recipients, fsm.Recipient{Address: r.Address, Domain: r.Domain, Notify: r.Notify, ORCPT: r.ORCPT})
+	}
+	if !q.n.cluster.HasLeader() {
+		// Without a leader nothing can commit; say so at once rather
+		// than after pushing the body to peers.
+		return cluster.ErrNoLeader
 	}
 	// The body must be on a majority before the command that references
 	// it can commit; otherwise losing this node could lose the body of an
