@@ -246,6 +246,13 @@ func runNode(args []string, stderr io.Writer) error {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
+	if path := os.Getenv("LIFELINE_TEST_CLOCK_FILE"); path != "" {
+		// Fault tests move this node's clock; not a setting for production.
+		stop := make(chan struct{})
+		defer close(stop)
+		cfg.Now = node.FileSkewClock(path, stop)
+		cfg.Logger.Warn("clock offset read from a test file", "file", path)
+	}
 	n, err := node.Start(cfg)
 	if err != nil {
 		return err

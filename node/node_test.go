@@ -144,3 +144,22 @@ func TestBlobCollection(t *testing.T) {
 		t.Fatalf("retired message's body not collected (removed %d)", removed)
 	}
 }
+
+func TestFileSkewClock(t *testing.T) {
+	path := t.TempDir() + "/skew"
+	stop := make(chan struct{})
+	defer close(stop)
+	os.WriteFile(path, []byte("3h\n"), 0o600)
+	now := FileSkewClock(path, stop)
+	if d := now().Sub(time.Now()); d < 3*time.Hour-time.Minute || d > 3*time.Hour+time.Minute {
+		t.Fatalf("offset %v, want 3h", d)
+	}
+	os.WriteFile(path, []byte(""), 0o600)
+	deadline := time.Now().Add(5 * time.Second)
+	for now().Sub(time.Now()) > time.Minute {
+		if time.Now().After(deadline) {
+			t.Fatal("cleared offset not picked up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
