@@ -52,6 +52,8 @@ type Config struct {
 	Logger   *slog.Logger
 	// LogOutput receives hashicorp/raft's own log lines.
 	LogOutput io.Writer
+	// Now is the node's clock, which peers read to estimate skew.
+	Now func() time.Time
 
 	// TrailingLogs and SnapshotThreshold override Raft's log compaction
 	// (tests use small values to force snapshot installs).

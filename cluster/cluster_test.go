@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 )
 
 type testNode struct {
+	skew  atomic.Int64
 	id    string
 	dir   string
 	addr  string
@@ -52,6 +54,7 @@ func (n *testNode) start(t *testing.T) {
 	}
 	c, err := Start(Config{
 		ID: n.id, DataDir: n.dir, RaftAddr: n.addr, BootstrapExpect: 3, FSM: fsm.New(st, nil), Blobs: bs,
+		Now: func() time.Time { return time.Now().Add(time.Duration(n.skew.Load())) },
 		Security: sec, HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		TrailingLogs: 10, SnapshotThreshold: 50,
 	})
@@ -316,5 +319,24 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	conn.Close()
 	if _, ok, _ := leader.store.Domain("evil.test"); ok {
 		t.Fatal("intruder's domain is in the state")
+	}
+}
+
+// One node's clock runs three hours ahead: its estimate of the cluster's
+// time corrects it, and the others are not pulled along.
+func TestClockOffsetOutvotesOneWrongClock(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	nodes[0].skew.Store(int64(3 * time.Hour))
+	ctx := context.Background()
+	off, err := nodes[0].c.ClockOffset(ctx)
+	if err != nil || off > -3*time.Hour+time.Minute || off < -3*time.Hour-time.Minute {
+		t.Fatalf("skewed node's offset %v (%v), want about -3h", off, err)
+	}
+	for _, n := range nodes[1:] {
+		off, err := n.c.ClockOffset(ctx)
+		if err != nil || off > time.Second || off < -time.Second {
+			t.Fatalf("%s: offset %v (%v), want about 0", n.id, off, err)
+		}
 	}
 }

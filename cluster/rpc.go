@@ -127,6 +127,8 @@ func (c *Cluster) serveRPC(conn net.Conn) {
 			err = c.serveBlobPut(br, bw, hdr)
 		case opBlobGet:
 			err = c.serveBlobGet(bw, hdr)
+		case opTime:
+			err = c.serveTime(bw)
 		default:
 			return
 		}

@@ -45,7 +45,9 @@ func (n *Node) gcLoop() {
 		case <-n.stop:
 			return
 		case <-t.C:
-			if removed, err := n.collectBlobs(n.cfg.Now()); err != nil {
+			// File times come from the host clock, so the age of a body
+			// is measured with it too, whatever the node's clock says.
+			if removed, err := n.collectBlobs(time.Now()); err != nil {
 				n.logger.Warn("blob collection failed", "err", err)
 			} else if removed > 0 {
 				n.logger.Info("removed retired message bodies", "count", removed)

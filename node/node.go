@@ -46,6 +46,9 @@ type Node struct {
 
 	// blobLag counts spooled messages whose body this node lacks.
 	blobLag atomic.Int64
+	// clockOffset corrects this node's clock to the cluster's median, so
+	// one node with a wrong clock does not date mail or notices wrongly.
+	clockOffset atomic.Int64
 
 	metrics *metrics.Metrics
 	statsMu sync.Mutex
@@ -98,7 +101,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.cluster, err = cluster.Start(cluster.Config{
 		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, BootstrapExpect: expect,
-		FSM: n.fsm, Blobs: n.blobs, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Security: n.security,
+		FSM: n.fsm, Blobs: n.blobs, Now: cfg.Now, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Security: n.security,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		Logger: n.logger, LogOutput: cfg.RaftLog,
 	})
@@ -133,8 +136,8 @@ func Start(cfg Config) (*Node, error) {
 		MaxRecipients:   cfg.MaxRecipients,
 		TLSConfig:       cfg.TLS,
 		Logger:          n.logger,
-		Now:             cfg.Now,
-		NewID:           func() string { return newQueueID(cfg.Now()) },
+		Now:             n.now,
+		NewID:           func() string { return newQueueID(n.now()) },
 		Queue:           &mxQueue{n: n},
 		OnReply:         n.metrics.SMTPReply,
 	})
@@ -151,7 +154,8 @@ func Start(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.clockLoop()
 	go n.leaderLoop()
 	go n.gcLoop()
 	go n.repairLoop()
@@ -169,8 +173,40 @@ func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 // Store implements webui.Backend.
 func (n *Node) Store() *fsm.Store { return n.store }
 
-// Now implements webui.Backend.
-func (n *Node) Now() time.Time { return n.cfg.Now() }
+// Now implements webui.Backend: the node's clock corrected to the
+// cluster's.
+func (n *Node) Now() time.Time { return n.now() }
+
+func (n *Node) now() time.Time {
+	return n.cfg.Now().Add(time.Duration(n.clockOffset.Load()))
+}
+
+// clockLoop keeps the clock offset current.
+func (n *Node) clockLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	warned := false
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		off, err := n.cluster.ClockOffset(ctx)
+		cancel()
+		if err == nil {
+			n.clockOffset.Store(int64(off))
+			if big := off > time.Minute || off < -time.Minute; big && !warned {
+				n.logger.Warn("this node's clock differs from the cluster's; using the cluster's time", "offset", off.String())
+				warned = true
+			} else if !big {
+				warned = false
+			}
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // ClusterStatus implements webui.Backend.
 func (n *Node) ClusterStatus() cluster.Status { return n.cluster.Status() }

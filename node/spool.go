@@ -66,7 +66,7 @@ func (n *Node) newEngine() *delivery.Engine {
 			Logger:    n.logger,
 		},
 		Router:        &outbound.Router{Resolver: n.cfg.Resolver, Transport: n.cfg.Transports},
-		Now:           n.cfg.Now,
+		Now:           n.now,
 		Rand:          rand.New(rand.NewPCG(seed, seed>>1|1)),
 		Schedule:      n.cfg.RetrySchedule,
 		DelayWarning:  n.cfg.DelayWarning,
