@@ -65,8 +65,16 @@ func (c *Cluster) ReplicateBlob(ctx context.Context, hash string) error {
 	}
 	acked, failed := 0, 0
 	var lastErr error
+	// A peer cut off mid-push can hold its connection open for minutes;
+	// losing the leader is the sign to give up and answer now.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	for acked < need {
 		select {
+		case <-tick.C:
+			if !c.HasLeader() {
+				return fmt.Errorf("%w: %v", ErrNoQuorum, ErrNoLeader)
+			}
 		case err := <-results:
 			if err == nil {
 				acked++

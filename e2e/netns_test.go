@@ -1,0 +1,551 @@
+//go:build linux
+
+package e2e
+
+// Separate hosts for the end-to-end tests (DESIGN.md §6, level 3): each
+// node runs in its own network namespace, plugged by a veth pair into a
+// bridge that lives in one more namespace, the "switch". Nothing here
+// touches the host's own networking: no interface, address or route is
+// added to the root namespace, so the private subnet cannot clash with
+// anything on the machine, and no packet can leave it.
+//
+//	 ns <prefix>n1            ns <prefix>sw               ns <prefix>n2 ...
+//	 lo, eth0 10.213.7.1 ── veth ── n1 ┐
+//	                                  br0 (10.213.7.0/24)
+//	 lo, eth0 10.213.7.2 ── veth ── n2 ┘
+//
+// A partition unplugs a node's cable at the switch: the switch-side end of
+// its veth goes down. The node keeps its address and its loopback, so the
+// test can still reach it from inside its namespace, while it can reach
+// none of its peers and none of them can reach it.
+//
+// How the test process reaches the nodes: it never dials from the root
+// namespace (a 10.213.x address there would follow the host's default
+// route). The CLI runs as `ip netns exec NS lifeline ...`, the way an
+// operator on that host would run it. SMTP and /healthz are dialed
+// in-process from a goroutine locked to an OS thread that setns(2)-es into
+// the node's namespace only for the socket() and connect() calls and then
+// returns to its original namespace; a socket stays in the namespace it
+// was created in, so all further I/O happens on ordinary threads. That
+// needs no extra packages (no socat, no curl) and no veth into the host.
+//
+// Cleanup: every namespace is removed in t.Cleanup (also after t.Fatal),
+// on SIGINT/SIGTERM, and node processes get SIGKILL through Pdeathsig if
+// the test binary dies (go test's -timeout panic runs no cleanups). A
+// namespace left behind by a test binary that was killed outright is
+// removed by the next run (the names carry the PID of the run).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	netnsPrefix = "lifeline-e2e-"
+	netnsSubnet = "10.213.7." // a /24 that exists only inside the test's namespaces
+	netnsDir    = "/var/run/netns"
+)
+
+// requireNetns skips the test where namespaces cannot be made.
+func requireNetns(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root: run `sudo go test ./e2e -run Partition -v` (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("the ip command is missing: install Debian's iproute2 package (.ci/run does)")
+	}
+}
+
+// netnsIP runs `ip ARGS...` with a bounded time.
+func netnsIP(args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func netnsList() []string {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+// netnsSweepStale removes namespaces of earlier runs whose test process no
+// longer exists (it was killed before its cleanup could run).
+func netnsSweepStale(t *testing.T) {
+	for _, name := range netnsList() {
+		rest, ok := strings.CutPrefix(name, netnsPrefix)
+		if !ok {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			continue // its run is still going
+		}
+		if err := netnsIP("netns", "del", name); err == nil {
+			t.Logf("removed namespace %s left behind by an earlier run", name)
+		}
+	}
+}
+
+// netLab is a switch and a few hosts, each in its own namespace.
+type netLab struct {
+	t      *testing.T
+	prefix string
+	sw     string
+	hosts  []string // namespace of host i
+	ips    []string // address of host i
+
+	mu       sync.Mutex
+	made     []string // namespaces created so far
+	nodes    []*nsNode
+	stopOnce sync.Once
+	launchCh chan func()
+	sigCh    chan os.Signal
+	deadline time.Time
+}
+
+// newNetLab builds the switch and n hosts. The test must already have
+// called requireNetns. budget bounds every wait of the test; it is cut
+// short to leave the cleanup time before go test's own -timeout.
+func newNetLab(t *testing.T, n int, budget time.Duration) *netLab {
+	t.Helper()
+	netnsSweepStale(t)
+	l := &netLab{
+		t:        t,
+		prefix:   fmt.Sprintf("%s%d-", netnsPrefix, os.Getpid()),
+		launchCh: make(chan func()),
+		sigCh:    make(chan os.Signal, 1),
+		deadline: time.Now().Add(budget),
+	}
+	if d, ok := t.Deadline(); ok && d.Add(-20*time.Second).Before(l.deadline) {
+		l.deadline = d.Add(-20 * time.Second)
+	}
+	l.sw = l.prefix + "sw"
+
+	// Node processes are forked from this one locked thread, which lives
+	// as long as the lab: Pdeathsig fires when the thread that forked a
+	// child ends, and a thread of a Go program can end under it otherwise.
+	go func() {
+		runtime.LockOSThread()
+		for f := range l.launchCh {
+			f()
+		}
+		// Returning while locked ends the thread: any node still alive
+		// gets its SIGKILL.
+	}()
+	// Ctrl-C and SIGTERM skip t.Cleanup; tear down, then die of the
+	// signal as before.
+	signal.Notify(l.sigCh, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-l.sigCh
+		if !ok {
+			return
+		}
+		l.teardown()
+		signal.Reset(sig)
+		syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+	}()
+	// Registered before anything exists, so that it runs whatever fails.
+	t.Cleanup(func() {
+		l.teardown()
+		var left []string
+		for _, name := range netnsList() {
+			if strings.HasPrefix(name, l.prefix) {
+				left = append(left, name)
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("namespaces left behind: %v", left)
+		}
+	})
+
+	l.addNetns(l.sw)
+	l.must("-n", l.sw, "link", "set", "lo", "up")
+	l.must("-n", l.sw, "link", "add", "br0", "type", "bridge")
+	l.must("-n", l.sw, "link", "set", "br0", "up")
+	for i := 0; i < n; i++ {
+		ns := fmt.Sprintf("%sn%d", l.prefix, i+1)
+		ip := fmt.Sprintf("%s%d", netnsSubnet, i+1)
+		port := fmt.Sprintf("n%d", i+1)
+		l.addNetns(ns)
+		l.hosts = append(l.hosts, ns)
+		l.ips = append(l.ips, ip)
+		l.must("-n", ns, "link", "set", "lo", "up")
+		// Both ends are created directly in their namespaces.
+		l.must("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", l.sw)
+		l.must("-n", l.sw, "link", "set", port, "master", "br0")
+		l.must("-n", l.sw, "link", "set", port, "up")
+		l.must("-n", ns, "addr", "add", ip+"/24", "dev", "eth0")
+		l.must("-n", ns, "link", "set", "eth0", "up")
+	}
+	return l
+}
+
+func (l *netLab) addNetns(name string) {
+	l.t.Helper()
+	if err := netnsIP("netns", "add", name); err != nil {
+		l.t.Fatalf("cannot create a network namespace (root without CAP_SYS_ADMIN, or no netns support?): %v", err)
+	}
+	l.mu.Lock()
+	l.made = append(l.made, name)
+	l.mu.Unlock()
+}
+
+func (l *netLab) must(args ...string) {
+	l.t.Helper()
+	if err := netnsIP(args...); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// teardown kills the nodes and removes every namespace; it runs once.
+func (l *netLab) teardown() {
+	l.stopOnce.Do(func() {
+		signal.Stop(l.sigCh)
+		close(l.sigCh)
+		l.mu.Lock()
+		nodes := append([]*nsNode(nil), l.nodes...)
+		made := append([]string(nil), l.made...)
+		l.mu.Unlock()
+		for _, n := range nodes {
+			n.kill()
+		}
+		close(l.launchCh)
+		for i := len(made) - 1; i >= 0; i-- {
+			ns := made[i]
+			// Anything still inside was started by this test (its nodes,
+			// or a CLI call cut short).
+			if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+				for _, f := range strings.Fields(string(out)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			}
+			// Deleting a namespace deletes its interfaces and so the
+			// other ends of their veth pairs.
+			if err := netnsIP("netns", "del", ns); err != nil {
+				fmt.Fprintln(os.Stderr, "netns cleanup:", err)
+			}
+		}
+	})
+}
+
+// isolate unplugs host i from the switch; heal plugs it back.
+func (l *netLab) isolate(t *testing.T, i int) {
+	t.Helper()
+	if err := netnsIP("-n", l.sw, "link", "set", fmt.Sprintf("n%d", i+1), "down"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (l *netLab) heal(t *testing.T, i int) {
+	t.Helper()
+	if err := netnsIP("-n", l.sw, "link", "set", fmt.Sprintf("n%d", i+1), "up"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitUntil polls cond like waitFor, but never beyond the lab's deadline,
+// so that a slow run fails with its cleanup rather than by go test's
+// -timeout panic, which skips it.
+func (l *netLab) waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(timeout)
+	if end.After(l.deadline) {
+		end = l.deadline
+	}
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", time.Since(end.Add(-timeout)).Round(time.Millisecond), what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// netnsDo runs fn on an OS thread that is inside namespace ns for the
+// duration of the call.
+func netnsDo(ns string, fn func()) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(filepath.Join(netnsDir, ns))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := netnsSet(target.Fd()); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		fn()
+		if err := netnsSet(orig.Fd()); err != nil {
+			// Stay locked: the runtime ends this thread when the
+			// goroutine returns, so no other goroutine inherits it.
+			errc <- fmt.Errorf("setns back: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
+	}()
+	return <-errc
+}
+
+func netnsSet(fd uintptr) error {
+	return unix.Setns(int(fd), unix.CLONE_NEWNET)
+}
+
+// dialNetns opens a TCP connection from inside namespace ns. addr must be
+// an IP literal: no name is resolved.
+func dialNetns(ctx context.Context, ns, addr string) (net.Conn, error) {
+	var conn net.Conn
+	var derr error
+	if err := netnsDo(ns, func() {
+		// For an IP literal with no fallback the dialer creates and
+		// connects the socket on this goroutine, hence on this thread.
+		d := net.Dialer{Timeout: 3 * time.Second}
+		conn, derr = d.DialContext(ctx, "tcp", addr)
+	}); err != nil {
+		return nil, err
+	}
+	return conn, derr
+}
+
+// nsNode is one `lifeline node` inside its own namespace.
+type nsNode struct {
+	lab     *netLab
+	idx     int
+	id      string
+	ns      string
+	ip      string
+	smtp    string
+	http    string
+	raft    string
+	gossip  string
+	dataDir string
+	token   string
+	env     []string
+	extra   []string
+	logPath string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// startNetnsCluster runs one node on each host of the lab, all joined and
+// expecting each other, and waits until every node is healthy.
+func (l *netLab) startNetnsCluster(t *testing.T, token, clusterKey string) []*nsNode {
+	t.Helper()
+	var nodes []*nsNode
+	for i, ns := range l.hosts {
+		ip := l.ips[i]
+		nodes = append(nodes, &nsNode{
+			lab: l, idx: i, id: fmt.Sprintf("n%d", i+1), ns: ns, ip: ip,
+			// Every node has its own namespace, so all use the same ports.
+			smtp: ip + ":2525", http: ip + ":8080", raft: ip + ":7000", gossip: ip + ":7946",
+			dataDir: t.TempDir(), token: token,
+			env: []string{"LIFELINE_ADMIN_TOKEN=" + token, "LIFELINE_CLUSTER_KEY=" + clusterKey},
+		})
+	}
+	for i, n := range nodes {
+		var join []string
+		for j, m := range nodes {
+			if j != i {
+				join = append(join, m.gossip)
+			}
+		}
+		n.extra = []string{"--bootstrap-expect", fmt.Sprint(len(nodes)), "--join", strings.Join(join, ","), "--log-level", "info"}
+	}
+	for _, n := range nodes {
+		n.launch(t)
+	}
+	for _, n := range nodes {
+		l.waitUntil(t, n.id+" healthy", 30*time.Second, func() bool { return n.healthz() == http.StatusOK })
+	}
+	return nodes
+}
+
+func (n *nsNode) launch(t *testing.T) {
+	t.Helper()
+	args := append([]string{"netns", "exec", n.ns, binary, "node", "--id", n.id, "--data-dir", n.dataDir,
+		"--smtp-addr", n.smtp, "--http-addr", n.http, "--raft-addr", n.raft, "--gossip-addr", n.gossip,
+		"--hostname", n.id + ".lifeline.test"}, n.extra...)
+	// `ip netns exec` execs the command in place, so the process we start
+	// is the node itself.
+	cmd := exec.Command("ip", args...)
+	cmd.Env = append(os.Environ(), n.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	n.logPath = filepath.Join(n.dataDir, "node.log")
+	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close() // the child has its own copy
+	cmd.Stdout, cmd.Stderr = f, f
+	done := make(chan error, 1)
+	n.lab.launchCh <- func() { done <- cmd.Start() }
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.cmd = cmd
+	n.mu.Unlock()
+	n.lab.mu.Lock()
+	n.lab.nodes = append(n.lab.nodes, n)
+	n.lab.mu.Unlock()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(n.logPath)
+			t.Logf("node %s log (last 6000 bytes):\n%s", n.id, tail(b, 6000))
+		}
+	})
+}
+
+func (n *nsNode) kill() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil && n.cmd.ProcessState == nil {
+		n.cmd.Process.Kill()
+		n.cmd.Wait()
+	}
+}
+
+// cli runs `lifeline ARGS...` against this node from inside its namespace.
+func (n *nsNode) cli(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.ns, binary}, args...)...)
+	cmd.Env = append(os.Environ(), "LIFELINE_SERVER=http://"+n.http, "LIFELINE_TOKEN="+n.token)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%v: %s", err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (n *nsNode) mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := n.cli(args...)
+	if err != nil {
+		t.Fatalf("%s: lifeline %s: %v", n.id, strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func (n *nsNode) status() (statusJSON, error) {
+	var st statusJSON
+	out, err := n.cli("status", "--json")
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal([]byte(out), &st)
+}
+
+// healthz returns the status code of GET /healthz, or 0 when the node
+// could not be asked.
+func (n *nsNode) healthz() int {
+	client := &http.Client{
+		Timeout: 3 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return dialNetns(ctx, n.ns, addr)
+			},
+		},
+	}
+	resp, err := client.Get("http://" + n.http + "/healthz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// send runs one SMTP transaction from inside the node's namespace and
+// returns the final reply. Cancelling ctx aborts it (its outcome is then
+// unknown). An error means no final reply was read.
+func (n *nsNode) send(ctx context.Context, from, to, body string) (string, error) {
+	conn, err := dialNetns(ctx, n.ns, n.smtp)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	// Longer than the node's own 30 s commit timeout, so a slow 451 is
+	// read rather than cut off.
+	conn.SetDeadline(time.Now().Add(45 * time.Second))
+	r := bufio.NewReader(conn)
+	read := func() (string, error) {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return "", err
+			}
+			if len(line) < 4 || line[3] != '-' {
+				return strings.TrimSpace(line), nil
+			}
+		}
+	}
+	if _, err := read(); err != nil {
+		return "", err
+	}
+	for _, c := range []string{"EHLO partition.example", "MAIL FROM:<" + from + ">", "RCPT TO:<" + to + ">", "DATA"} {
+		fmt.Fprintf(conn, "%s\r\n", c)
+		line, err := read()
+		if err != nil {
+			return "", err
+		}
+		if line == "" || (line[0] != '2' && line[0] != '3') {
+			return line, nil
+		}
+	}
+	fmt.Fprintf(conn, "%s.\r\n", body)
+	return read()
+}
