@@ -174,6 +174,7 @@ func TestElectionForwardingAndFailover(t *testing.T) {
 	// The leader dies; the others elect a new one and take writes.
 	leader.stop()
 	eventually(t, "a new leader", func() bool { l := leaderOf(nodes); return l != nil && l != leader })
+	eventually(t, "the follower to learn the new leader", func() bool { return followers(nodes)[0].c.HasLeader() })
 	for i := 0; i < 100; i++ {
 		if err := apply(t, followers(nodes)[0], &fsm.DomainPut{Name: fmt.Sprintf("d%d.test", i), Destination: "127.0.0.1:25", At: 2}); err != nil {
 			t.Fatal(err)
