@@ -112,6 +112,22 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitLeader waits until there is a leader and every running node knows it.
+func waitLeader(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	eventually(t, "a leader known to every node", func() bool {
+		if leaderOf(nodes) == nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.c != nil && !n.c.HasLeader() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func leaderOf(nodes []*testNode) *testNode {
 	for _, n := range nodes {
 		if n.c != nil && n.c.IsLeader() {
@@ -145,7 +161,7 @@ func apply(t *testing.T, n *testNode, cmd any) error {
 
 func TestElectionForwardingAndFailover(t *testing.T) {
 	nodes := newTestCluster(t, 3)
-	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	waitLeader(t, nodes)
 	leader := leaderOf(nodes)
 	st := leader.c.Status()
 	if len(st.Servers) != 3 {
@@ -198,7 +214,7 @@ func TestElectionForwardingAndFailover(t *testing.T) {
 
 func TestNoLeaderFailsFast(t *testing.T) {
 	nodes := newTestCluster(t, 3)
-	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	waitLeader(t, nodes)
 	var survivor *testNode
 	for _, n := range followers(nodes) {
 		survivor = n
@@ -221,7 +237,7 @@ func TestNoLeaderFailsFast(t *testing.T) {
 
 func TestBlobReplicationAndFetch(t *testing.T) {
 	nodes := newTestCluster(t, 3)
-	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	waitLeader(t, nodes)
 	src := followers(nodes)[0]
 	body := bytes.Repeat([]byte("body of an acknowledged message\r\n"), 3000)
 	w, _ := src.blobs.Create()
@@ -269,7 +285,7 @@ func TestBlobReplicationAndFetch(t *testing.T) {
 
 func TestQuorumRequiredForBlobs(t *testing.T) {
 	nodes := newTestCluster(t, 3)
-	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	waitLeader(t, nodes)
 	src := nodes[0]
 	for _, n := range nodes[1:] {
 		n.stop()
@@ -287,7 +303,7 @@ func TestQuorumRequiredForBlobs(t *testing.T) {
 // A machine without the cluster key can neither read nor write.
 func TestWrongKeyIsRefused(t *testing.T) {
 	nodes := newTestCluster(t, 3)
-	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	waitLeader(t, nodes)
 	leader := leaderOf(nodes)
 
 	other := make([]byte, 32)
@@ -327,7 +343,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 // time corrects it, and the others are not pulled along.
 func TestClockOffsetOutvotesOneWrongClock(t *testing.T) {
 	nodes := newTestCluster(t, 3)
-	eventually(t, "a leader", func() bool { return leaderOf(nodes) != nil })
+	waitLeader(t, nodes)
 	nodes[0].skew.Store(int64(3 * time.Hour))
 	ctx := context.Background()
 	off, err := nodes[0].c.ClockOffset(ctx)
