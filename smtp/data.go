@@ -72,6 +72,11 @@ func (s *session) Data(r io.Reader) error {
 		"size", size, "code", code, "remote", s.remote.String(), "tls", env.TLS}
 	if err != nil {
 		s.srv.log.Warn("smtp transaction refused", append(attrs, "err", err.Error())...)
+		var to []string
+		for _, r := range env.Recipients {
+			to = append(to, r.Address)
+		}
+		s.logRefusal("DATA", env.ID, env.From, to, reply)
 	} else {
 		s.srv.log.Info("smtp transaction queued", attrs...)
 	}

@@ -110,6 +110,9 @@ type Config struct {
 	// go-smtp makes on its own (syntax errors, its recipient and size
 	// checks) are not seen.
 	OnReply func(code int)
+	// OnRefusal, if set, is told about every refused MAIL, RCPT and
+	// message, for the message log.
+	OnRefusal func(Refusal)
 }
 
 // Server is the MX listener: go-smtp with Lifeline's policy as its backend.
@@ -243,4 +246,17 @@ func (e errorLog) log(msg string) {
 		return
 	}
 	e.l.Debug("smtp connection error", "err", msg)
+}
+
+// Refusal is one refused command or message, as the message log keeps it.
+type Refusal struct {
+	At      time.Time
+	Stage   string // MAIL, RCPT or DATA
+	QueueID string
+	From    string
+	To      []string
+	Code    int
+	Text    string
+	Remote  string
+	Helo    string
 }

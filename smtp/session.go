@@ -66,6 +66,7 @@ func (s *session) Logout() error {
 // put it into the Received: field (RFC 5321 §4.4 "id").
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if err := s.mail(from, opts); err != nil {
+		s.logRefusal("MAIL", "", from, nil, err)
 		return s.refuse(err)
 	}
 	s.srv.reply(250)
@@ -115,6 +116,13 @@ func (s *session) mail(from string, opts *gosmtp.MailOptions) error {
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	err := s.rcpt(to, opts)
 	if err != nil {
+		from := ""
+		s.mu.Lock()
+		if s.tx != nil {
+			from = s.tx.From
+		}
+		s.mu.Unlock()
+		s.logRefusal("RCPT", "", from, []string{to}, err)
 		if e, ok := err.(*gosmtp.SMTPError); ok && e.EnhancedCode == (gosmtp.EnhancedCode{5, 7, 1}) {
 			s.srv.log.Info("smtp recipient refused", "remote", s.remote.String(),
 				"helo", s.helo, "rcpt", to, "code", e.Code)
@@ -232,4 +240,18 @@ func (s *session) hangUp(replies ...*gosmtp.SMTPError) {
 		_, _ = fmt.Fprintf(nc, "%d %d.%d.%d %s\r\n", e.Code, ec[0], ec[1], ec[2], e.Message)
 	}
 	_ = s.conn.Close()
+}
+
+// logRefusal hands a refusal to the message log.
+func (s *session) logRefusal(stage, id, from string, to []string, err error) {
+	if s.srv.cfg.OnRefusal == nil {
+		return
+	}
+	r := Refusal{At: s.srv.cfg.Now(), Stage: stage, QueueID: id, From: from, To: to, Code: 451,
+		Text: err.Error(), Remote: s.remote.String(), Helo: s.helo}
+	if e, ok := err.(*gosmtp.SMTPError); ok {
+		r.Code = e.Code
+		r.Text = e.Message
+	}
+	s.srv.cfg.OnRefusal(r)
 }
