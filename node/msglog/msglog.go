@@ -257,6 +257,8 @@ func indexes(e *Entry) map[string][]string {
 func (l *Log) write(batch []Entry) error {
 	return l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEntries)
+		// Entries arrive in time order, so their pages can be packed full.
+		b.FillPercent = 0.95
 		for i := range batch {
 			e := &batch[i]
 			l.mu.Lock()

@@ -144,29 +144,66 @@ func (l *Log) Search(q Query) ([]Entry, error) {
 		if len(vals) == 1 {
 			return walkIndex(tx.Bucket(idx), vals[0], q, visit)
 		}
-		// Several domains: gather their keys, newest first.
-		var keys [][]byte
-		for _, v := range vals {
-			walkIndex(tx.Bucket(idx), v, q, func(k []byte) (bool, error) {
-				keys = append(keys, append([]byte(nil), k...))
-				return len(keys) < 100*q.Limit, nil
-			})
-		}
-		sortKeysDesc(keys)
-		var last []byte
-		for _, k := range keys {
-			if bytes.Equal(k, last) {
-				continue
-			}
-			last = k
-			more, err := visit(k)
-			if err != nil || !more {
-				return err
-			}
-		}
-		return nil
+		return walkIndexes(tx.Bucket(idx), vals, q, visit)
 	})
 	return out, err
+}
+
+// walkIndexes walks several values of one index at once, newest first,
+// merging their cursors so a page costs about a page of reads whatever
+// the number of values (an organisation with many domains).
+func walkIndexes(b *bolt.Bucket, vals []string, q Query, visit func([]byte) (bool, error)) error {
+	type head struct {
+		c      *bolt.Cursor
+		prefix []byte
+		key    []byte // entry key under the cursor, nil when done
+	}
+	entryKey := func(h *head, k []byte) []byte {
+		if k == nil || !bytes.HasPrefix(k, h.prefix) || len(k) != len(h.prefix)+12 {
+			return nil
+		}
+		return k[len(h.prefix):]
+	}
+	var heads []*head
+	for _, v := range vals {
+		h := &head{c: b.Cursor(), prefix: append([]byte(strings.ToLower(v)), 0)}
+		seek := append(append([]byte(nil), h.prefix...), startKey(q)...)
+		k, _ := h.c.Seek(seek)
+		if k == nil {
+			k, _ = h.c.Last()
+		} else if bytes.Compare(k, seek) > 0 {
+			k, _ = h.c.Prev()
+		}
+		h.key = entryKey(h, k)
+		heads = append(heads, h)
+	}
+	var last []byte
+	for {
+		var best *head
+		for _, h := range heads {
+			if h.key != nil && (best == nil || bytes.Compare(h.key, best.key) > 0) {
+				best = h
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		k := best.key
+		nk, _ := best.c.Prev()
+		best.key = entryKey(best, nk)
+		if q.Since != 0 && int64(binary.BigEndian.Uint64(k)) < q.Since {
+			best.key = nil
+			continue
+		}
+		if bytes.Equal(k, last) {
+			continue
+		}
+		last = k
+		more, err := visit(k)
+		if err != nil || !more {
+			return err
+		}
+	}
 }
 
 func (l *Log) walkIDs(tx *bolt.Tx, q Query, visit func([]byte) (bool, error)) error {
