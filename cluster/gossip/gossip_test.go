@@ -273,7 +273,7 @@ func TestThreeNodesJoinSeeMetadataAndAgreeOnBootstrap(t *testing.T) {
 	addrs := map[string]string{"a": ta.addr(t), "b": tb.addr(t), "c": tc.addr(t)}
 
 	for _, g := range nodes {
-		waitFor(t, 5*time.Second, g.name+" sees a,b,c alive", seesAlive(g, "a", "b", "c"))
+		waitFor(t, 20*time.Second, g.name+" sees a,b,c alive", seesAlive(g, "a", "b", "c"))
 	}
 	for _, g := range nodes {
 		if !g.Joined() {
@@ -345,7 +345,7 @@ func TestExpectReadyMismatchIsLoggedAndNotReady(t *testing.T) {
 	a := start(t, cfgA)
 	start(t, mockConfig("b", tb, 3, ta.addr(t)))
 	start(t, mockConfig("c", tc, 2, ta.addr(t)))
-	waitFor(t, 5*time.Second, "a sees a,b,c", seesAlive(a, "a", "b", "c"))
+	waitFor(t, 20*time.Second, "a sees a,b,c", seesAlive(a, "a", "b", "c"))
 
 	for range 5 {
 		if _, ok := a.ExpectReady(3); ok {
@@ -384,10 +384,10 @@ func TestEncryptionKeepsOutNodesWithoutTheKey(t *testing.T) {
 	cfgB.SecretKey = key
 	b := start(t, cfgB)
 
-	waitFor(t, 5*time.Second, "b joins a with the right key", seesAlive(a, "a", "b"))
-	waitFor(t, 5*time.Second, "b sees a", seesAlive(b, "a", "b"))
+	waitFor(t, 20*time.Second, "b joins a with the right key", seesAlive(a, "a", "b"))
+	waitFor(t, 20*time.Second, "b sees a", seesAlive(b, "a", "b"))
 	for _, g := range []*Gossip{c, d} {
-		waitFor(t, 5*time.Second, g.name+" retries", func() bool { return g.joinAttempts.Load() >= 3 })
+		waitFor(t, 20*time.Second, g.name+" retries", func() bool { return g.joinAttempts.Load() >= 3 })
 		if got := g.Members(); len(got) != 1 || got[0].Name != g.name {
 			t.Errorf("%s: Members() = %v, want only itself", g.name, got)
 		}
@@ -422,7 +422,7 @@ func TestLeaveIsReportedAsLeave(t *testing.T) {
 	b := start(t, mockConfig("b", tb, 3, ta.addr(t)))
 	c := start(t, mockConfig("c", tc, 3, ta.addr(t)))
 	for _, g := range []*Gossip{a, b, c} {
-		waitFor(t, 5*time.Second, g.name+" sees a,b,c", seesAlive(g, "a", "b", "c"))
+		waitFor(t, 20*time.Second, g.name+" sees a,b,c", seesAlive(g, "a", "b", "c"))
 	}
 
 	if err := b.Leave(2 * time.Second); err != nil {
@@ -474,7 +474,7 @@ func TestUpdateMetaReachesPeers(t *testing.T) {
 	ta, tb := n.transport("a"), n.transport("b")
 	a := start(t, mockConfig("a", ta, 1))
 	b := start(t, mockConfig("b", tb, 1, ta.addr(t)))
-	waitFor(t, 5*time.Second, "a sees b", seesAlive(a, "a", "b"))
+	waitFor(t, 20*time.Second, "a sees b", seesAlive(a, "a", "b"))
 
 	m := testMeta("b", 1)
 	m.Version = "v2.0.0"
@@ -523,13 +523,13 @@ func TestLoopbackRetryJoinBootstrapAndFailure(t *testing.T) {
 
 	// c starts first; its only peer a is not up yet.
 	c := start(t, cfg("c", "127.0.0.1:0", addrA))
-	waitFor(t, 5*time.Second, "c to retry joining", func() bool { return c.joinAttempts.Load() >= 3 })
+	waitFor(t, 20*time.Second, "c to retry joining", func() bool { return c.joinAttempts.Load() >= 3 })
 	if c.Joined() || len(c.Members()) != 1 {
 		t.Fatalf("c joined %v with members %v before a exists", c.Joined(), c.Members())
 	}
 
 	a := start(t, cfg("a", addrA))
-	waitFor(t, 5*time.Second, "c's retry to reach a", c.Joined)
+	waitFor(t, 20*time.Second, "c's retry to reach a", c.Joined)
 	select {
 	case <-c.joinDone:
 	case <-time.After(5 * time.Second):
