@@ -133,11 +133,16 @@ const adminUsage = `usage:
   lifeline admin cluster transfer [--to ID]
   lifeline admin cluster remove ID
   lifeline admin cluster snapshot
+  lifeline admin log search [--id ID] [--sender A] [--recipient A] [--status S]
+                            [--since 2h] [--until TIME] [--limit N] [--json|--csv]
 `
 
 func runAdmin(args []string, stdout, stderr io.Writer) error {
+	if ok, err := runAccounts(args, stdout, stderr); ok {
+		return err
+	}
 	if len(args) < 2 {
-		fmt.Fprint(stderr, adminUsage)
+		fmt.Fprint(stderr, adminUsage+accountsUsage)
 		return errUsage
 	}
 	switch args[0] + " " + args[1] {
@@ -153,10 +158,14 @@ func runAdmin(args []string, stdout, stderr io.Writer) error {
 		return adminQueueShow(args[2:], stdout, stderr)
 	case "queue flush", "queue hold", "queue release", "queue retry", "queue delete":
 		return adminQueueOp(args[1], args[2:], stdout, stderr)
+	case "log search":
+		return adminLog(args[1:], stdout, stderr)
 	case "cluster transfer", "cluster remove", "cluster snapshot":
 		return adminCluster(args[1], args[2:], stdout, stderr)
+	case "snapshot save", "snapshot restore":
+		return adminSnapshot(args[1], args[2:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage)
+	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage+accountsUsage)
 	return errUsage
 }
 

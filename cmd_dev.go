@@ -111,6 +111,10 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err := seedDemo(ctx, server, token, started, deadDest); err != nil {
 		return fmt.Errorf("demo data: %w", err)
 	}
+	logins, err := seedInbox(ctx, server, token, started[0].SMTPAddr())
+	if err != nil {
+		return fmt.Errorf("demo inbox: %w", err)
+	}
 
 	fmt.Fprintf(stdout, "Lifeline dev cluster is up (state in %s).\n\n", dir)
 	for i, sn := range started {
@@ -127,8 +131,12 @@ so its mail stays spooled. Try:
   swaks --server %s --to alice@demo.example    (or any SMTP client)
 
 Operator token: %s
-Press Ctrl-C to stop.
 `, deadDest, server, token, n.SMTPAddr(), token)
+	fmt.Fprintf(stdout, "\nEmergency Inbox: %s/login\n", server)
+	for _, l := range logins {
+		fmt.Fprintf(stdout, "  %-22s password %s  (%s)\n", l.email, l.password, l.role)
+	}
+	fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // opTime asks a peer for its clock.
@@ -25,19 +27,38 @@ func (c *Cluster) now() time.Time {
 	return time.Now()
 }
 
+// ErrNoClockMajority means the clocks that answered do not give a majority
+// of the voters agreeing on one time: a voter is unreachable and the two
+// others disagree, say. ClockOffset then returns the lower median, the
+// earliest plausible time, which a caller without a better estimate may
+// use: a clock that runs late only delays notices and expiry, while one
+// that runs early sends them before their time.
+var ErrNoClockMajority = errors.New("cluster: no majority of the voters' clocks agree")
+
+// clockAgreement is how close two clocks must be to count as agreeing.
+const clockAgreement = time.Minute
+
 // ClockOffset estimates how far this node's clock is from the cluster's:
-// the median of the offsets to every voter, this node counting as zero. A
-// node whose clock jumped hours ahead would otherwise, as leader, find
-// every message hours old and send delay notices early; with the median,
-// one wrong clock among three is outvoted. Peers that do not answer are
-// left out.
+// the median of the offsets of a majority of the voters whose clocks agree,
+// this node counting as zero. A node whose clock jumped hours ahead would
+// otherwise, as leader, find every message hours old, expire the spool and
+// send delay notices early; with the majority, one wrong clock among three
+// is outvoted. Peers that do not answer are left out, and without a
+// majority that agrees the estimate is refused (ErrNoClockMajority): with
+// one voter down, the two remaining clocks cannot tell which of them is
+// wrong, and taking the upper one would let a healthy node follow a clock
+// that ran ahead.
 func (c *Cluster) ClockOffset(ctx context.Context) (time.Duration, error) {
 	servers, err := c.Servers()
 	if err != nil {
 		return 0, err
 	}
 	offsets := []time.Duration{0}
+	voters := 0
 	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
 		if string(s.ID) == c.cfg.ID {
 			continue
 		}
@@ -60,6 +81,26 @@ func (c *Cluster) ClockOffset(ctx context.Context) (time.Duration, error) {
 		// middle, as NTP does.
 		offsets = append(offsets, peer.Sub(t0.Add(t1.Sub(t0)/2)))
 	}
+	return clockMajority(offsets, voters/2+1)
+}
+
+// clockMajority picks, among offsets, the median of the largest group of
+// at least quorum offsets that lie within clockAgreement of each other;
+// without one it returns the lower median and ErrNoClockMajority.
+func clockMajority(offsets []time.Duration, quorum int) (time.Duration, error) {
 	sort.Slice(offsets, func(i, j int) bool { return offsets[i] < offsets[j] })
-	return offsets[len(offsets)/2], nil
+	bestLo, bestN := 0, 0
+	for lo := range offsets {
+		hi := lo
+		for hi+1 < len(offsets) && offsets[hi+1]-offsets[lo] <= clockAgreement {
+			hi++
+		}
+		if n := hi - lo + 1; n > bestN {
+			bestLo, bestN = lo, n
+		}
+	}
+	if bestN < quorum || bestN == 0 {
+		return offsets[(len(offsets)-1)/2], ErrNoClockMajority
+	}
+	return offsets[bestLo+(bestN-1)/2], nil
 }

@@ -54,6 +54,9 @@ type Config struct {
 	LogOutput io.Writer
 	// Now is the node's clock, which peers read to estimate skew.
 	Now func() time.Time
+	// AppHandler answers application requests (op >= OpAppFirst) from
+	// peers; see Call.
+	AppHandler func(op byte, req []byte) ([]byte, error)
 
 	// TrailingLogs and SnapshotThreshold override Raft's log compaction
 	// (tests use small values to force snapshot installs).

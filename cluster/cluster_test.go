@@ -54,7 +54,7 @@ func (n *testNode) start(t *testing.T) {
 	}
 	c, err := Start(Config{
 		ID: n.id, DataDir: n.dir, RaftAddr: n.addr, BootstrapExpect: 3, FSM: fsm.New(st, nil), Blobs: bs,
-		Now: func() time.Time { return time.Now().Add(time.Duration(n.skew.Load())) },
+		Now:      func() time.Time { return time.Now().Add(time.Duration(n.skew.Load())) },
 		Security: sec, HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		TrailingLogs: 10, SnapshotThreshold: 50,
 	})
@@ -354,6 +354,51 @@ func TestClockOffsetOutvotesOneWrongClock(t *testing.T) {
 		off, err := n.c.ClockOffset(ctx)
 		if err != nil || off > time.Second || off < -time.Second {
 			t.Fatalf("%s: offset %v (%v), want about 0", n.id, off, err)
+		}
+	}
+}
+
+// Found by the fault campaign (e2e/chaos_test.go): with one voter down,
+// the two remaining clocks cannot outvote each other. The median of two
+// took the later one, so a healthy node followed a peer whose clock had
+// jumped hours ahead, and the node with the wrong clock trusted itself;
+// as leader it expired and bounced the whole spool. Without a majority
+// the estimate is refused, with the earliest plausible offset.
+func TestClockOffsetWithoutMajorityRefuses(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	waitLeader(t, nodes)
+	nodes[2].stop()
+	nodes[0].skew.Store(int64(3 * time.Hour))
+	ctx := context.Background()
+	off, err := nodes[0].c.ClockOffset(ctx)
+	if !errors.Is(err, ErrNoClockMajority) || off > -3*time.Hour+time.Minute || off < -3*time.Hour-time.Minute {
+		t.Fatalf("skewed node: offset %v (%v), want about -3h and ErrNoClockMajority", off, err)
+	}
+	off, err = nodes[1].c.ClockOffset(ctx)
+	if !errors.Is(err, ErrNoClockMajority) || off > time.Second || off < -time.Second {
+		t.Fatalf("healthy node: offset %v (%v), want about 0 and ErrNoClockMajority", off, err)
+	}
+}
+
+func TestClockMajority(t *testing.T) {
+	h := time.Hour
+	for _, c := range []struct {
+		offsets []time.Duration
+		quorum  int
+		want    time.Duration
+		ok      bool
+	}{
+		{[]time.Duration{0}, 1, 0, true},
+		{[]time.Duration{0, -3 * h, -3*h + time.Second}, 2, -3 * h, true},
+		{[]time.Duration{0, time.Second, 3 * h}, 2, 0, true},
+		{[]time.Duration{0, 3 * h}, 2, 0, false},
+		{[]time.Duration{0, -3 * h}, 2, -3 * h, false},
+		{[]time.Duration{0, 2 * h, 4 * h}, 2, 2 * h, false},
+		{[]time.Duration{0, 10 * time.Second, 20 * time.Second, 3 * h, 3 * h}, 3, 10 * time.Second, true},
+	} {
+		got, err := clockMajority(append([]time.Duration(nil), c.offsets...), c.quorum)
+		if got != c.want || (err == nil) != c.ok {
+			t.Errorf("clockMajority(%v, %d) = %v, %v; want %v, ok %v", c.offsets, c.quorum, got, err, c.want, c.ok)
 		}
 	}
 }

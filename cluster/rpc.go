@@ -50,12 +50,20 @@ func writeFrame(w io.Writer, b byte, payload []byte) error {
 }
 
 func readFrame(r io.Reader) (byte, []byte, error) {
+	return readFrameLimit(r, maxHeader)
+}
+
+// maxAppResponse bounds an application RPC's answer (a page of the
+// message log, say).
+const maxAppResponse = 16 << 20
+
+func readFrameLimit(r io.Reader, limit uint32) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
-	if n > maxHeader {
+	if n > limit {
 		return 0, nil, fmt.Errorf("cluster: frame of %d bytes is too large", n)
 	}
 	p := make([]byte, n)
@@ -130,7 +138,15 @@ func (c *Cluster) serveRPC(conn net.Conn) {
 		case opTime:
 			err = c.serveTime(bw)
 		default:
-			return
+			if op < OpAppFirst || c.cfg.AppHandler == nil {
+				return
+			}
+			resp, aerr := c.cfg.AppHandler(op, hdr)
+			if aerr != nil {
+				err = writeFrame(bw, stError, []byte(aerr.Error()))
+			} else {
+				err = writeFrame(bw, stOK, resp)
+			}
 		}
 		if err != nil || bw.Flush() != nil {
 			return
@@ -260,7 +276,11 @@ func (p *peerPool) call(ctx context.Context, addr string, op byte, hdr []byte, b
 		return err
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)
-	st, msg, err := readFrame(br)
+	limit := uint32(maxHeader)
+	if op >= OpAppFirst {
+		limit = maxAppResponse
+	}
+	st, msg, err := readFrameLimit(br, limit)
 	if err != nil {
 		return err
 	}
@@ -280,4 +300,24 @@ func (p *peerPool) call(ctx context.Context, addr string, op byte, hdr []byte, b
 	conn.SetDeadline(time.Time{})
 	ok = true
 	return nil
+}
+
+// OpAppFirst is the first operation number left to the application: the
+// node's own peer requests (a search of every node's message log) travel
+// over the cluster's authenticated connections without the cluster
+// knowing what they mean.
+const OpAppFirst byte = 100
+
+// Call sends an application request to the node at addr (its Raft
+// address) and returns its answer.
+func (c *Cluster) Call(ctx context.Context, addr string, op byte, req []byte) ([]byte, error) {
+	if op < OpAppFirst {
+		return nil, fmt.Errorf("cluster: operation %d is reserved", op)
+	}
+	var out []byte
+	err := c.pool.call(ctx, addr, op, req, nil, func(msg []byte, _ io.Reader) error {
+		out = msg
+		return nil
+	})
+	return out, err
 }

@@ -110,7 +110,31 @@ func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
 	case *DomainRemove:
 		return applyDomainRemove(tx, c)
 	case *SpoolAdd:
-		return applySpoolAdd(tx, c)
+		return applySpoolAdd(tx, c, InboxSummary{})
+	case *SpoolAddSummary:
+		return applySpoolAdd(tx, &c.Add, c.Summary)
+	case *MarkRead:
+		return applyMarkRead(tx, c)
+	case *OrgPut:
+		return applyOrgPut(tx, c)
+	case *UserAdd:
+		return applyUserAdd(tx, c)
+	case *UserSet:
+		return applyUserSet(tx, c)
+	case *TOTPSet:
+		return applyTOTPSet(tx, c)
+	case *SessionCreate:
+		return applySessionCreate(tx, c)
+	case *SessionTouch:
+		return applySessionTouch(tx, c)
+	case *SessionDelete:
+		return applySessionDelete(tx, c)
+	case *AuditAdd:
+		return applyAuditAdd(tx, c)
+	case *DraftPut:
+		return applyDraftPut(tx, c)
+	case *DraftDelete:
+		return applyDraftDelete(tx, c)
 	case *AttemptStart:
 		return applyAttemptStart(tx, c)
 	case *AttemptResult:
@@ -155,7 +179,7 @@ func applyDomainRemove(tx *bolt.Tx, c *DomainRemove) error {
 	return b.Delete([]byte(c.Name))
 }
 
-func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd) error {
+func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd, sum InboxSummary) error {
 	if c.ID == "" || c.BlobHash == "" || len(c.Recipients) == 0 {
 		return &ValidationError{Msg: "spool entry needs an ID, a blob and a recipient"}
 	}
@@ -182,6 +206,9 @@ func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd) error {
 		return err
 	}
 	if err := msgs.Put([]byte(c.ID), v); err != nil {
+		return err
+	}
+	if err := indexAdd(tx, &m, sum); err != nil {
 		return err
 	}
 	return addBlobRef(tx, c.BlobHash, 1)

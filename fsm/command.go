@@ -30,6 +30,19 @@ const (
 	TypeDomainState   CommandType = 7
 	TypeDelayNotified CommandType = 8
 	TypeQueueOp       CommandType = 9
+	// Emergency Inbox and accounts.
+	TypeSpoolAddSummary CommandType = 10
+	TypeMarkRead        CommandType = 11
+	TypeOrgPut          CommandType = 12
+	TypeUserAdd         CommandType = 13
+	TypeUserSet         CommandType = 14
+	TypeTOTPSet         CommandType = 15
+	TypeSessionCreate   CommandType = 16
+	TypeSessionTouch    CommandType = 17
+	TypeSessionDelete   CommandType = 18
+	TypeAuditAdd        CommandType = 19
+	TypeDraftPut        CommandType = 20
+	TypeDraftDelete     CommandType = 21
 )
 
 // IgnorableFlag marks a type that an older node may skip. Types without it
@@ -134,6 +147,30 @@ func typeOf(cmd any) (CommandType, error) {
 		return TypeDelayNotified, nil
 	case *QueueOp:
 		return TypeQueueOp, nil
+	case *SpoolAddSummary:
+		return TypeSpoolAddSummary, nil
+	case *MarkRead:
+		return TypeMarkRead, nil
+	case *OrgPut:
+		return TypeOrgPut, nil
+	case *UserAdd:
+		return TypeUserAdd, nil
+	case *UserSet:
+		return TypeUserSet, nil
+	case *TOTPSet:
+		return TypeTOTPSet, nil
+	case *SessionCreate:
+		return TypeSessionCreate, nil
+	case *SessionTouch:
+		return TypeSessionTouch, nil
+	case *SessionDelete:
+		return TypeSessionDelete, nil
+	case *AuditAdd:
+		return TypeAuditAdd, nil
+	case *DraftPut:
+		return TypeDraftPut, nil
+	case *DraftDelete:
+		return TypeDraftDelete, nil
 	}
 	return 0, fmt.Errorf("fsm: unknown command %T", cmd)
 }
@@ -165,6 +202,30 @@ func Decode(data []byte) (any, error) {
 		cmd = &DelayNotified{}
 	case TypeQueueOp:
 		cmd = &QueueOp{}
+	case TypeSpoolAddSummary:
+		cmd = &SpoolAddSummary{}
+	case TypeMarkRead:
+		cmd = &MarkRead{}
+	case TypeOrgPut:
+		cmd = &OrgPut{}
+	case TypeUserAdd:
+		cmd = &UserAdd{}
+	case TypeUserSet:
+		cmd = &UserSet{}
+	case TypeTOTPSet:
+		cmd = &TOTPSet{}
+	case TypeSessionCreate:
+		cmd = &SessionCreate{}
+	case TypeSessionTouch:
+		cmd = &SessionTouch{}
+	case TypeSessionDelete:
+		cmd = &SessionDelete{}
+	case TypeAuditAdd:
+		cmd = &AuditAdd{}
+	case TypeDraftPut:
+		cmd = &DraftPut{}
+	case TypeDraftDelete:
+		cmd = &DraftDelete{}
 	default:
 		if t&IgnorableFlag != 0 {
 			return nil, nil

@@ -231,6 +231,10 @@ func attemptResultOne(tx *bolt.Tx, mr MessageResult, at int64) error {
 	}
 	for _, r := range m.Recipients {
 		if !r.Done() {
+			// Delivered to some: they leave their Emergency Inbox now.
+			if err := indexDrop(tx, m, false); err != nil {
+				return err
+			}
 			return putMessage(tx, m)
 		}
 	}
@@ -241,6 +245,9 @@ func attemptResultOne(tx *bolt.Tx, mr MessageResult, at int64) error {
 // retired messages and drops its blob reference; each node's blob
 // collector then removes the body.
 func retire(tx *bolt.Tx, m *Message, at int64, reason string) error {
+	if err := indexDrop(tx, m, true); err != nil {
+		return err
+	}
 	due := tx.Bucket(bucketDue)
 	for i := range m.Recipients {
 		if !m.Recipients[i].Done() && !m.Held {

@@ -28,7 +28,9 @@ var (
 )
 
 func allBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketDomains, bucketMessages, bucketDue, bucketBlobRefs, bucketRetired}
+	return [][]byte{bucketMeta, bucketDomains, bucketMessages, bucketDue, bucketBlobRefs, bucketRetired,
+		bucketInbox, bucketInboxCount, bucketSeen,
+		bucketOrgs, bucketUsers, bucketOrgUsers, bucketSessions, bucketSessExp, bucketAudit, bucketDrafts}
 }
 
 // ErrStoreFailed is returned for every command once a store transaction has

@@ -3,6 +3,7 @@ package node
 import (
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -42,4 +43,89 @@ func FileSkewClock(path string, stop <-chan struct{}) func() time.Time {
 		}
 	}()
 	return func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+}
+
+// clusterClock is this node's view of the cluster's time: its own clock
+// plus the offset to the voters' clocks that clockLoop measures every few
+// seconds.
+//
+// Between two measurements the node's clock may be stepped (by an
+// operator, by NTP after a suspend, by a fault test). Such a step must not
+// reach the cluster's time before the peers have been asked: a leader
+// whose clock jumped hours ahead would otherwise, in the seconds until the
+// next measurement, find every message hours old, expire the spool and
+// bounce it, and send delay notices early. So the clock is allowed to
+// advance only as fast as the monotonic clock between measurements: a step
+// is absorbed into the offset at once, and the next measurement judges it.
+type clusterClock struct {
+	raw func() time.Time
+
+	mu       sync.Mutex
+	offset   time.Duration
+	ok       bool          // an offset has been measured
+	steps    time.Duration // the sum of the steps absorbed so far
+	lastWall time.Time     // raw reading of the previous call, without its monotonic part
+	lastMono time.Time     // time.Now() of the previous call, monotonic
+}
+
+// clockMaxStep is the largest difference between the node's clock and the
+// monotonic clock over one interval that passes as the clocks' drift.
+const clockMaxStep = time.Second
+
+func newClusterClock(raw func() time.Time) *clusterClock {
+	return &clusterClock{raw: raw}
+}
+
+func (c *clusterClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe()
+	return c.lastWall.Add(c.offset)
+}
+
+// observe reads the raw clock and absorbs a step since the previous
+// reading. The caller holds mu.
+func (c *clusterClock) observe() {
+	// Round(0) drops the monotonic reading, so that Sub compares the
+	// wall clock, which is what a step moves.
+	wall, mono := c.raw().Round(0), time.Now()
+	if !c.lastMono.IsZero() {
+		if step := wall.Sub(c.lastWall) - mono.Sub(c.lastMono); step > clockMaxStep || step < -clockMaxStep {
+			c.offset -= step
+			c.steps += step
+		}
+	}
+	c.lastWall, c.lastMono = wall, mono
+}
+
+// mark returns what set needs to know which steps a measurement begun now
+// did not see.
+func (c *clusterClock) mark() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe()
+	return c.steps
+}
+
+// set takes a new measurement, begun at mark: the offset from the raw
+// clock, as it read during the measurement, to the cluster's time. A step
+// of the raw clock since then is still absorbed.
+func (c *clusterClock) set(offset, mark time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe()
+	c.offset, c.ok = offset-(c.steps-mark), true
+}
+
+// stepped returns the sum of the steps absorbed so far.
+func (c *clusterClock) stepped() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.steps
+}
+
+func (c *clusterClock) measured() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ok
 }

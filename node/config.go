@@ -53,6 +53,9 @@ type Config struct {
 	// RemoveFailedAfter is how long a failed node stays a voter before the
 	// leader removes it; 0 never removes failed nodes.
 	RemoveFailedAfter time.Duration
+	// LogRetention and LogMaxEntries bound this node's message log.
+	LogRetention  time.Duration
+	LogMaxEntries int
 	// HeartbeatTimeout and ElectionTimeout tune Raft's failure detection.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration

@@ -18,6 +18,7 @@ import (
 	"lifeline/fsm"
 	"lifeline/node/delivery"
 	"lifeline/node/metrics"
+	"lifeline/node/msglog"
 	"lifeline/smtp"
 	"lifeline/webui"
 )
@@ -46,11 +47,12 @@ type Node struct {
 
 	// blobLag counts spooled messages whose body this node lacks.
 	blobLag atomic.Int64
-	// clockOffset corrects this node's clock to the cluster's median, so
-	// one node with a wrong clock does not date mail or notices wrongly.
-	clockOffset atomic.Int64
+	// clock corrects this node's clock to the cluster's median, so one
+	// node with a wrong clock does not date mail or notices wrongly.
+	clock *clusterClock
 
 	metrics *metrics.Metrics
+	msglog  *msglog.Log
 	statsMu sync.Mutex
 	stats   fsm.QueueStats
 	statsAt time.Time
@@ -69,7 +71,8 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: a data directory is required")
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), reconcileCh: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), reconcileCh: make(chan struct{}, 1),
+		clock: newClusterClock(cfg.Now)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -84,6 +87,10 @@ func Start(cfg Config) (*Node, error) {
 	n.fsm = fsm.New(n.store, n.logger)
 	n.metrics = metrics.New(n)
 	if n.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
+		return nil, err
+	}
+	if n.msglog, err = msglog.Open(msglog.Config{Path: filepath.Join(cfg.DataDir, "msglog.db"), Node: cfg.ID,
+		Retention: cfg.LogRetention, MaxEntries: cfg.LogMaxEntries, Logger: n.logger, Now: n.now}); err != nil {
 		return nil, err
 	}
 	if cfg.ClusterKey != nil {
@@ -101,7 +108,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.cluster, err = cluster.Start(cluster.Config{
 		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, BootstrapExpect: expect,
-		FSM: n.fsm, Blobs: n.blobs, Now: cfg.Now, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Security: n.security,
+		FSM: n.fsm, Blobs: n.blobs, Now: cfg.Now, AppHandler: n.appHandler, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Security: n.security,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		Logger: n.logger, LogOutput: cfg.RaftLog,
 	})
@@ -140,6 +147,7 @@ func Start(cfg Config) (*Node, error) {
 		NewID:           func() string { return newQueueID(n.now()) },
 		Queue:           &mxQueue{n: n},
 		OnReply:         n.metrics.SMTPReply,
+		OnRefusal:       n.logRefusal,
 	})
 	n.wg.Add(1)
 	go func() {
@@ -178,7 +186,7 @@ func (n *Node) Store() *fsm.Store { return n.store }
 func (n *Node) Now() time.Time { return n.now() }
 
 func (n *Node) now() time.Time {
-	return n.cfg.Now().Add(time.Duration(n.clockOffset.Load()))
+	return n.clock.now()
 }
 
 // clockLoop keeps the clock offset current.
@@ -187,12 +195,21 @@ func (n *Node) clockLoop() {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	warned := false
+	var steps time.Duration
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		mark := n.clock.mark()
+		if d := mark - steps; d > time.Minute || d < -time.Minute {
+			n.logger.Warn("this node's clock was stepped; keeping the cluster's time until the peers confirm it",
+				"step", d.String())
+		}
+		steps = mark
 		off, err := n.cluster.ClockOffset(ctx)
 		cancel()
-		if err == nil {
-			n.clockOffset.Store(int64(off))
+		// Without a majority of agreeing clocks, keep the last estimate;
+		// a node that has none yet takes the earliest plausible time.
+		if err == nil || (errors.Is(err, cluster.ErrNoClockMajority) && !n.clock.measured()) {
+			n.clock.set(off, mark)
 			if big := off > time.Minute || off < -time.Minute; big && !warned {
 				n.logger.Warn("this node's clock differs from the cluster's; using the cluster's time", "offset", off.String())
 				warned = true
@@ -375,6 +392,9 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	if n.store != nil {
 		n.store.Close()
+	}
+	if n.msglog != nil {
+		n.msglog.Close()
 	}
 	return nil
 }

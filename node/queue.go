@@ -6,6 +6,7 @@ import (
 	"lifeline/cluster"
 	"lifeline/cluster/blob"
 	"lifeline/fsm"
+	"lifeline/node/msglog"
 	"lifeline/smtp"
 )
 
@@ -45,10 +46,21 @@ func (q *mxQueue) Enqueue(ctx context.Context, env *smtp.Envelope, hash string, 
 	if err := q.n.cluster.ReplicateBlob(ctx, hash); err != nil {
 		return err
 	}
-	if err := q.n.Apply(ctx, cmd); err != nil {
+	// The header summary lets the Emergency Inbox list the message without
+	// reading its body; the blob was just written, so this reads the page
+	// cache.
+	if err := q.n.Apply(ctx, &fsm.SpoolAddSummary{Add: *cmd, Summary: q.n.summarize(hash)}); err != nil {
 		return err
 	}
 	q.n.wakeDelivery()
+	var to []string
+	for _, r := range env.Recipients {
+		to = append(to, r.Address)
+	}
+	q.n.msglog.Append(msglog.Entry{
+		At: env.ReceivedAt.UnixNano(), Kind: msglog.KindSMTP, Status: "accepted", QueueID: env.ID,
+		MessageID: q.n.messageID(hash), From: env.From, To: to, Code: 250, Remote: env.RemoteAddr, Size: size,
+	})
 	return nil
 }
 

@@ -50,7 +50,9 @@ func (n *Node) spool(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error 
 	if err := n.cluster.ReplicateBlob(ctx, hash); err != nil {
 		return err
 	}
-	return n.Apply(ctx, cmd)
+	// With its header summary, so it lists at once in the Emergency Inbox
+	// of a recipient in a protected domain.
+	return n.Apply(ctx, &fsm.SpoolAddSummary{Add: *cmd, Summary: summarizeBytes(body)})
 }
 
 func (n *Node) newEngine() *delivery.Engine {
@@ -75,6 +77,7 @@ func (n *Node) newEngine() *delivery.Engine {
 		Poll:          n.cfg.DeliveryPoll,
 		Hostname:      n.cfg.Hostname,
 		OnOutcome:     n.metrics.Delivery,
+		Log:           n.msglog.Append,
 		Logger:        n.logger.With("part", "delivery"),
 	})
 }

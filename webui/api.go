@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,8 @@ import (
 	"lifeline/cluster"
 	"lifeline/cluster/gossip"
 	"lifeline/fsm"
+	"lifeline/node/msglog"
+	"lifeline/webui/inbox"
 )
 
 // Backend is what the web layer needs from its node: read-side queries,
@@ -27,6 +30,8 @@ type Backend interface {
 	Store() *fsm.Store
 	// Apply encodes and commits a command through the cluster.
 	Apply(ctx context.Context, cmd any) error
+	// The Emergency Inbox's needs: bodies, blobs, sending.
+	inbox.Backend
 	ClusterStatus() cluster.Status
 	// Healthy is nil when this node can accept mail.
 	Healthy() error
@@ -44,6 +49,18 @@ type Backend interface {
 	// Snapshot makes this node write a Raft snapshot now and compact its
 	// log; it returns how long that took.
 	Snapshot() (time.Duration, error)
+	// SearchLog searches every node's message log; missing names the
+	// nodes that did not answer.
+	SearchLog(ctx context.Context, q msglog.Query) (entries []msglog.Entry, missing []string, err error)
+	// LogEvent records an event of this node in its message log.
+	LogEvent(e msglog.Entry)
+	// WriteBackup streams a backup of the replicated state and the message
+	// bodies it references (webui/backup.go describes the layout).
+	WriteBackup(ctx context.Context, w io.Writer) (BackupManifest, error)
+	// RestoreBackup replaces the whole cluster's state with a backup; it
+	// works on the leader only. Without force it refuses to replace a
+	// state that holds mail or domains.
+	RestoreBackup(ctx context.Context, r io.Reader, force bool) (RestoreReport, error)
 }
 
 // Server is the HTTP face of one node.
@@ -78,9 +95,14 @@ func New(b Backend, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /api/v1/cluster/transfer-leadership", s.auth(s.onLeader(s.transferLeadership)))
 	s.mux.HandleFunc("DELETE /api/v1/cluster/servers/{id}", s.auth(s.onLeader(s.removeServer)))
 	s.mux.HandleFunc("POST /api/v1/cluster/snapshot", s.auth(s.snapshot))
+	s.mux.HandleFunc("GET /api/v1/log", s.auth(s.searchLog))
+	s.mux.HandleFunc("GET /api/v1/log.csv", s.auth(s.exportLog))
 	s.mux.HandleFunc("GET /metrics", s.auth(s.b.MetricsHandler().ServeHTTP))
+	s.backupRoutes()
 	s.mux.HandleFunc("POST /status/signin", s.statusSignIn)
 	s.mux.HandleFunc("POST /status/signout", s.statusSignOut)
+	s.registerAccounts()
+	inbox.New(b, inbox.Config{}, logger).Register(s.mux)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint")
 	})

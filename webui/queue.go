@@ -3,9 +3,11 @@ package webui
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"lifeline/fsm"
+	"lifeline/node/msglog"
 )
 
 // QueueRecipient is one recipient in the queue API.
@@ -142,6 +144,8 @@ func (s *Server) queueOp(op string) http.HandlerFunc {
 			cmd.Op = fsm.OpBounce
 		}
 		if s.apply(w, r, cmd) {
+			s.b.LogEvent(msglog.Entry{Kind: msglog.KindOperator, Status: cmd.Op, QueueID: strings.Join(cmd.IDs, " "),
+				Detail: "queue " + cmd.Op + " by the operator"})
 			writeJSON(w, http.StatusOK, map[string]any{"op": cmd.Op, "ids": cmd.IDs})
 		}
 	}

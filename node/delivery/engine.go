@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
+	"lifeline/node/msglog"
 	"lifeline/smtp/outbound"
 )
 
@@ -62,7 +63,9 @@ type Config struct {
 	ProbeInterval time.Duration
 	// OnOutcome, if set, is told each recipient's outcome (for metrics).
 	OnOutcome func(outcome string)
-	Logger    *slog.Logger
+	// Log, if set, receives message log entries for attempts and notices.
+	Log    func(msglog.Entry)
+	Logger *slog.Logger
 }
 
 // DefaultSchedule: the first retry within 5 minutes, growing to hourly.
@@ -101,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OnOutcome == nil {
 		c.OnOutcome = func(string) {}
+	}
+	if c.Log == nil {
+		c.Log = func(msglog.Entry) {}
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(1, 2))
@@ -466,7 +472,7 @@ func (e *Engine) deliver(ctx context.Context, g *group, batch []work) {
 		e.cfg.Logger.Warn("cannot record delivery results; the lease will retry them", "err", err)
 		return
 	}
-	e.countOutcomes(results)
+	e.countOutcomes(batch, results, at)
 	e.sendNotices(ctx, dsnJobs, at)
 	if g.domain != "" {
 		switch {
@@ -544,12 +550,40 @@ func (e *Engine) deferDomain(ctx context.Context, g *group, rep outbound.Reply) 
 	}
 }
 
-func (e *Engine) countOutcomes(results []fsm.MessageResult) {
+// countOutcomes feeds the metrics and the message log with what a batch
+// achieved. Recipients that were only rescheduled, not tried, are left out.
+func (e *Engine) countOutcomes(ws []work, results []fsm.MessageResult, at time.Time) {
+	msgs := map[string]*fsm.Message{}
+	for _, w := range ws {
+		msgs[w.msg.ID] = w.msg
+	}
 	for _, mr := range results {
+		m := msgs[mr.ID]
 		for _, r := range mr.Results {
+			if r.Skipped || m == nil {
+				continue
+			}
 			e.cfg.OnOutcome(r.Outcome)
+			status := r.Outcome
+			if strings.HasPrefix(r.Reply, "4.4.7 ") {
+				status = "expired"
+			}
+			e.cfg.Log(msglog.Entry{At: at.UnixNano(), Kind: msglog.KindDelivery, Status: status, QueueID: m.ID,
+				From: m.From, To: []string{m.Recipients[r.Recipient].Address}, Code: replyCode(r.Reply),
+				Detail: r.Reply, Remote: r.RemoteMTA, Size: m.Size})
 		}
 	}
+}
+
+// replyCode reads the SMTP code at the start of a recorded reply.
+func replyCode(reply string) int {
+	if len(reply) >= 3 && reply[0] >= '2' && reply[0] <= '5' {
+		c := int(reply[0]-'0')*100 + int(reply[1]-'0')*10 + int(reply[2]-'0')
+		if c >= 200 && c < 600 {
+			return c
+		}
+	}
+	return 0
 }
 
 // recordFailure settles every recipient of the batch with one reply: a
@@ -603,7 +637,7 @@ func (e *Engine) settle(ctx context.Context, ws []work, rep outbound.Reply, perm
 		e.cfg.Logger.Warn("cannot record delivery results", "err", err)
 		return
 	}
-	e.countOutcomes(results)
+	e.countOutcomes(ws, results, at)
 	e.sendNotices(ctx, jobs, at)
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
+	"lifeline/node/msglog"
 	"lifeline/smtp/dsn"
 	"lifeline/smtp/outbound"
 )
@@ -139,6 +140,13 @@ func (e *Engine) sendNotice(ctx context.Context, j dsnJob, at time.Time) error {
 	if err := e.cfg.Spool(ctx, cmd, data); err != nil {
 		return err
 	}
+	status := map[noticeKind]string{kindFailed: "failure-notice", kindDelayed: "delay-notice", kindRelayed: "relay-notice"}[j.kind]
+	var rcpts []string
+	for _, i := range j.rcpts {
+		rcpts = append(rcpts, m.Recipients[i].Address)
+	}
+	e.cfg.Log(msglog.Entry{At: at.UnixNano(), Kind: msglog.KindNotice, Status: status, QueueID: m.ID, From: m.From,
+		To: rcpts, Detail: "notice " + cmd.ID + " to <" + m.From + ">"})
 	if j.kind == kindDelayed {
 		return e.cfg.Apply(ctx, &fsm.DelayNotified{ID: m.ID, Recipients: j.rcpts})
 	}

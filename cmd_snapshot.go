@@ -1,0 +1,217 @@
+package main
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"lifeline/webui"
+)
+
+const snapshotUsage = `usage:
+  lifeline admin snapshot save FILE [--json]
+      a backup of the cluster: its replicated state and every message body
+      it references (a tar file; gzipped when FILE ends in .gz)
+  lifeline admin snapshot restore FILE [--force] [--json]
+      replace the whole cluster's state with a backup; --force when the
+      cluster already holds mail or domains
+`
+
+// adminSnapshot runs `lifeline admin snapshot save|restore`.
+func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lifeline admin snapshot "+op, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs, true)
+	force := fs.Bool("force", false, "restore: replace a state that already holds mail or domains")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fmt.Fprint(stderr, snapshotUsage)
+		return errUsage
+	}
+	if op == "save" {
+		return snapshotSave(a, pos[0], stdout)
+	}
+	return snapshotRestore(a, pos[0], *force, stdout)
+}
+
+// snapshotHTTP has no overall timeout: a backup takes as long as its
+// bodies take to stream.
+var snapshotHTTP = &http.Client{}
+
+func apiError(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(data, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(data))
+	}
+	return fmt.Errorf("%s: %s", resp.Status, e.Error)
+}
+
+// snapshotSave downloads a backup into FILE. The bytes go to FILE.partial
+// and are read back as a tar while they arrive; only a complete archive is
+// fsynced and renamed to FILE.
+func snapshotSave(a apiFlags, file string, stdout io.Writer) error {
+	req, err := http.NewRequest("GET", strings.TrimSuffix(a.server, "/")+"/api/v1/snapshot", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := snapshotHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	tmp := file + ".partial"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	var out io.Writer = f
+	var zw *gzip.Writer
+	if strings.HasSuffix(file, ".gz") {
+		zw = gzip.NewWriter(f)
+		out = zw
+	}
+	man, entries, err := readBackup(io.TeeReader(resp.Body, out))
+	if err != nil {
+		return fmt.Errorf("backup stream: %w", err)
+	}
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(filepath.Dir(file)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	if a.json {
+		return printJSON(stdout, man)
+	}
+	fmt.Fprintf(stdout, "saved %s: %d messages, %d domains, %d bodies (%d bytes), state at index %d, from %s (%d archive entries)\n",
+		file, man.Messages, man.Domains, man.Bodies, man.BodyBytes, man.AppliedIndex, man.Node, entries)
+	if len(man.MissingBodies) > 0 {
+		fmt.Fprintf(stdout, "WARNING: %d referenced bodies could not be read and are not in the backup: %s\n",
+			len(man.MissingBodies), strings.Join(man.MissingBodies, ", "))
+	}
+	return nil
+}
+
+// readBackup reads a whole backup archive and returns its manifest, so a
+// truncated download fails here rather than at restore time.
+func readBackup(r io.Reader) (webui.BackupManifest, int, error) {
+	var man webui.BackupManifest
+	tr := tar.NewReader(r)
+	entries := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return man, entries, err
+		}
+		if entries == 0 {
+			if h.Name != "lifeline-backup.json" {
+				return man, entries, errors.New("not a Lifeline backup (no manifest)")
+			}
+			if err := json.NewDecoder(tr).Decode(&man); err != nil {
+				return man, entries, fmt.Errorf("manifest: %w", err)
+			}
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return man, entries, err
+		}
+		entries++
+	}
+	if entries == 0 {
+		return man, 0, errors.New("empty archive")
+	}
+	// Anything after the end-of-archive marker is read too, so the whole
+	// stream reaches the file.
+	_, err := io.Copy(io.Discard, r)
+	return man, entries, err
+}
+
+// snapshotRestore uploads FILE to the node. A follower redirects to the
+// leader; the body is reopened for the second request.
+func snapshotRestore(a apiFlags, file string, force bool, stdout io.Writer) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	u := strings.TrimSuffix(a.server, "/") + "/api/v1/snapshot/restore"
+	if force {
+		u += "?" + url.Values{"force": {"1"}}.Encode()
+	}
+	req, err := http.NewRequest("POST", u, f)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = info.Size()
+	req.GetBody = func() (io.ReadCloser, error) { return os.Open(file) }
+	req.Header.Set("Content-Type", "application/x-tar")
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := snapshotHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	var rep webui.RestoreReport
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		return err
+	}
+	if a.json {
+		return printJSON(stdout, rep)
+	}
+	fmt.Fprintf(stdout, "restored %s (taken on %s at %s): %d messages, %d domains, %d bodies in %.1fs\n",
+		file, rep.Backup.Node, rep.Backup.Created.Format("2006-01-02 15:04:05Z07:00"), rep.Messages, rep.Domains, rep.Bodies, rep.Seconds)
+	if len(rep.MissingBodies) > 0 {
+		fmt.Fprintf(stdout, "WARNING: %d spooled messages have no body in the backup: %s\n", len(rep.MissingBodies), strings.Join(rep.MissingBodies, ", "))
+	}
+	fmt.Fprintln(stdout, "the operator token is now the one of the cluster the backup came from")
+	return nil
+}

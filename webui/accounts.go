@@ -1,0 +1,258 @@
+package webui
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"lifeline/fsm"
+	"lifeline/webui/auth"
+)
+
+// The accounts API is the operator's: organisations, their users and
+// partners, and the audit log. Passwords arrive in the request (over TLS
+// in production) and are hashed here, by the proposer, so the replicated
+// state holds only argon2id hashes.
+
+func (s *Server) registerAccounts() {
+	s.mux.HandleFunc("GET /api/v1/orgs", s.auth(s.listOrgs))
+	s.mux.HandleFunc("POST /api/v1/orgs", s.auth(s.addOrg))
+	s.mux.HandleFunc("GET /api/v1/orgs/{name}", s.auth(s.getOrg))
+	s.mux.HandleFunc("PUT /api/v1/orgs/{name}", s.auth(s.setOrg))
+	s.mux.HandleFunc("GET /api/v1/users", s.auth(s.listUsers))
+	s.mux.HandleFunc("POST /api/v1/users", s.auth(s.addUser))
+	s.mux.HandleFunc("GET /api/v1/users/{email}", s.auth(s.getUser))
+	s.mux.HandleFunc("PATCH /api/v1/users/{email}", s.auth(s.setUser))
+	s.mux.HandleFunc("GET /api/v1/audit", s.auth(s.listAudit))
+}
+
+// OrgRequest is the body of POST /api/v1/orgs and PUT /api/v1/orgs/{name}.
+type OrgRequest struct {
+	Name        string `json:"name"`
+	RequireTOTP *bool  `json:"require_totp,omitempty"`
+}
+
+func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
+	os, err := s.b.Store().Orgs()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if os == nil {
+		os = []fsm.Org{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"orgs": os})
+}
+
+func (s *Server) addOrg(w http.ResponseWriter, r *http.Request) {
+	var req OrgRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" || len(req.Name) > 100 {
+		writeError(w, http.StatusBadRequest, "organisation name must be 1 to 100 characters")
+		return
+	}
+	if _, ok, _ := s.b.Store().Org(req.Name); ok {
+		writeError(w, http.StatusConflict, "organisation already exists: "+req.Name)
+		return
+	}
+	if !s.apply(w, r, &fsm.OrgPut{Name: req.Name, Create: true, RequireTOTP: req.RequireTOTP, At: s.b.Now().UnixNano()}) {
+		return
+	}
+	o, _, _ := s.b.Store().Org(req.Name)
+	writeJSON(w, http.StatusCreated, o)
+}
+
+func (s *Server) getOrg(w http.ResponseWriter, r *http.Request) {
+	o, ok, err := s.b.Store().Org(r.PathValue("name"))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such organisation")
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Server) setOrg(w http.ResponseWriter, r *http.Request) {
+	var req OrgRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	name := r.PathValue("name")
+	if _, ok, _ := s.b.Store().Org(name); !ok {
+		writeError(w, http.StatusNotFound, "no such organisation")
+		return
+	}
+	if !s.apply(w, r, &fsm.OrgPut{Name: name, RequireTOTP: req.RequireTOTP, At: s.b.Now().UnixNano()}) {
+		return
+	}
+	o, _, _ := s.b.Store().Org(name)
+	writeJSON(w, http.StatusOK, o)
+}
+
+// UserRequest is the body of POST /api/v1/users. Role is user, org-admin
+// or partner; a partner has Orgs instead of Org.
+type UserRequest struct {
+	Email       string   `json:"email"`
+	DisplayName string   `json:"display_name,omitempty"`
+	Role        string   `json:"role,omitempty"`
+	Org         string   `json:"org,omitempty"`
+	Orgs        []string `json:"orgs,omitempty"`
+	Password    string   `json:"password"`
+}
+
+// UserPatch is the body of PATCH /api/v1/users/{email}; absent fields stay.
+type UserPatch struct {
+	DisplayName *string   `json:"display_name,omitempty"`
+	Role        *string   `json:"role,omitempty"`
+	Orgs        *[]string `json:"orgs,omitempty"`
+	Password    *string   `json:"password,omitempty"`
+	Disabled    *bool     `json:"disabled,omitempty"`
+	ResetTOTP   bool      `json:"reset_totp,omitempty"`
+}
+
+// UserView is a login as the API shows it: never a hash or a secret.
+type UserView struct {
+	fsm.User
+	TOTP bool `json:"totp"`
+}
+
+func viewUser(u fsm.User) UserView { return UserView{User: u, TOTP: u.TOTPEnrolled()} }
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	org := r.URL.Query().Get("org")
+	us, err := s.b.Store().Users(org)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if org != "" {
+		if _, ok, _ := s.b.Store().Org(org); !ok {
+			writeError(w, http.StatusNotFound, "no such organisation")
+			return
+		}
+	}
+	out := []UserView{}
+	role := r.URL.Query().Get("role")
+	for _, u := range us {
+		if role == "" || u.Role == role {
+			out = append(out, viewUser(u))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+func (s *Server) addUser(w http.ResponseWriter, r *http.Request) {
+	var req UserRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	req.Email = strings.ToLower(strings.TrimSpace(req.Email))
+	if req.Role == "" {
+		req.Role = fsm.RoleUser
+	}
+	if req.Role == "admin" {
+		req.Role = fsm.RoleOrgAdmin
+	}
+	if !fsm.ValidEmail(req.Email) {
+		writeError(w, http.StatusBadRequest, "invalid email address: "+strconv.Quote(req.Email))
+		return
+	}
+	if err := auth.CheckPasswordPolicy(req.Password); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if _, ok, _ := s.b.Store().User(req.Email); ok {
+		writeError(w, http.StatusConflict, "user already exists: "+req.Email)
+		return
+	}
+	hash, err := auth.HashPassword(req.Password, nil)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "cannot hash the password")
+		return
+	}
+	cmd := &fsm.UserAdd{Email: req.Email, DisplayName: req.DisplayName, Role: req.Role, Org: req.Org, Orgs: req.Orgs, PasswordHash: hash, At: s.b.Now().UnixNano()}
+	if !s.apply(w, r, cmd) {
+		return
+	}
+	u, _, _ := s.b.Store().User(req.Email)
+	writeJSON(w, http.StatusCreated, viewUser(u))
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
+	u, ok, err := s.b.Store().User(strings.ToLower(r.PathValue("email")))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such user")
+		return
+	}
+	writeJSON(w, http.StatusOK, viewUser(u))
+}
+
+func (s *Server) setUser(w http.ResponseWriter, r *http.Request) {
+	var req UserPatch
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	email := strings.ToLower(r.PathValue("email"))
+	if _, ok, _ := s.b.Store().User(email); !ok {
+		writeError(w, http.StatusNotFound, "no such user")
+		return
+	}
+	cmd := &fsm.UserSet{Email: email, DisplayName: req.DisplayName, Role: req.Role, Orgs: req.Orgs, Disabled: req.Disabled, ClearTOTP: req.ResetTOTP, At: s.b.Now().UnixNano()}
+	if cmd.Role != nil && *cmd.Role == "admin" {
+		admin := fsm.RoleOrgAdmin
+		cmd.Role = &admin
+	}
+	if req.Password != nil {
+		if err := auth.CheckPasswordPolicy(*req.Password); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		hash, err := auth.HashPassword(*req.Password, nil)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "cannot hash the password")
+			return
+		}
+		cmd.PasswordHash = &hash
+	}
+	if !s.apply(w, r, cmd) {
+		return
+	}
+	u, _, _ := s.b.Store().User(email)
+	writeJSON(w, http.StatusOK, viewUser(u))
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be between 1 and 1000")
+			return
+		}
+		limit = n
+	}
+	var orgs []string
+	if o := q.Get("org"); o != "" {
+		orgs = []string{o}
+	}
+	es, err := s.b.Store().Audit(orgs, 0, limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		return
+	}
+	if es == nil {
+		es = []fsm.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": es})
+}
