@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -237,6 +239,110 @@ func (n *lifelineNode) stop() {
 		n.cmd.Process.Kill()
 		<-n.exited
 	}
+}
+
+// healthz is the body of GET /healthz, which needs no token.
+type healthz struct {
+	ID           string `json:"id"`
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Status       string `json:"status"`
+}
+
+// health asks /healthz once; code is the HTTP status, 0 when no answer.
+func (n *lifelineNode) health(ctx context.Context, timeout time.Duration) (int, healthz, error) {
+	var h healthz
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.httpAddr+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, h, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h)
+	return resp.StatusCode, h, err
+}
+
+// statusReport is the part of GET /api/v1/status the bench reads.
+type statusReport struct {
+	Cluster struct {
+		ID           string `json:"id"`
+		State        string `json:"state"`
+		LeaderID     string `json:"leader_id"`
+		CommitIndex  uint64 `json:"commit_index"`
+		AppliedIndex uint64 `json:"applied_index"`
+		Servers      []struct {
+			ID       string `json:"id"`
+			Suffrage string `json:"suffrage"`
+			Leader   bool   `json:"leader"`
+		} `json:"servers"`
+	} `json:"cluster"`
+	Queue struct {
+		Messages int `json:"messages"`
+	} `json:"queue"`
+	Healthy bool `json:"healthy"`
+}
+
+// domainInfo is one entry of GET /api/v1/domains.
+type domainInfo struct {
+	Name        string `json:"name"`
+	Destination string `json:"destination"`
+	Spooling    bool   `json:"spooling"`
+	LastError   string `json:"last_error"`
+}
+
+// api calls the JSON API with the operator token, straight over HTTP: a
+// poll every 100 ms must not cost a process start each time.
+func (n *lifelineNode) api(ctx context.Context, method, path string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.httpAddr+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(body, out)
+}
+
+func (n *lifelineNode) status(ctx context.Context) (statusReport, error) {
+	var st statusReport
+	return st, n.api(ctx, http.MethodGet, "/api/v1/status", &st)
+}
+
+func (n *lifelineNode) domains(ctx context.Context) ([]domainInfo, error) {
+	var r struct {
+		Domains []domainInfo `json:"domains"`
+	}
+	return r.Domains, n.api(ctx, http.MethodGet, "/api/v1/domains", &r)
+}
+
+// queueEmpty asks for one page of one message: cheap on a large spool,
+// unlike the status report, which counts the whole spool.
+func (n *lifelineNode) queueEmpty(ctx context.Context) (bool, error) {
+	var page struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := n.api(ctx, http.MethodGet, "/api/v1/queue?limit=1", &page); err != nil {
+		return false, err
+	}
+	return len(page.Messages) == 0, nil
 }
 
 func (n *lifelineNode) logTail() string { return fileTail(n.logPath, 30, "lifeline node log") }

@@ -18,12 +18,15 @@ import (
 const (
 	postfixBin  = "/usr/sbin/postfix"
 	postconfBin = "/usr/sbin/postconf"
-	postfixHint = "DEBIAN_FRONTEND=noninteractive apt-get install -y postfix"
+	// postqueueBin is set-gid postdrop; the drain measurement flushes
+	// the queue with it.
+	postqueueBin = "/usr/sbin/postqueue"
+	postfixHint  = "DEBIAN_FRONTEND=noninteractive apt-get install -y postfix"
 )
 
 // postfixSkipReason says why the Postfix half cannot run here, or "".
 func postfixSkipReason() string {
-	for _, p := range []string{postfixBin, postconfBin} {
+	for _, p := range []string{postfixBin, postconfBin, postqueueBin} {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Sprintf("%s not found; install Debian's Postfix with: apt-get update && "+
 				"echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections && %s", p, postfixHint)
