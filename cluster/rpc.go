@@ -200,7 +200,9 @@ type peerPool struct {
 	idle map[string][]net.Conn
 }
 
-const maxIdlePerPeer = 8
+// Twenty SMTP sessions each push a body to every peer at once; keeping
+// that many connections open spares a TLS handshake per message.
+const maxIdlePerPeer = 32
 
 func (p *peerPool) get(ctx context.Context, addr string) (net.Conn, error) {
 	p.mu.Lock()
