@@ -55,7 +55,7 @@ func (n *testNode) start(t *testing.T) {
 	c, err := Start(Config{
 		ID: n.id, DataDir: n.dir, RaftAddr: n.addr, BootstrapExpect: 3, FSM: fsm.New(st, nil), Blobs: bs,
 		Now:      func() time.Time { return time.Now().Add(time.Duration(n.skew.Load())) },
-		Security: sec, HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+		Security: sec, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		TrailingLogs: 10, SnapshotThreshold: 50,
 	})
 	if err != nil {
@@ -147,6 +147,32 @@ func followers(nodes []*testNode) []*testNode {
 	return out
 }
 
+// applyRetry is apply for writes that must land: on a loaded machine a
+// leader can change under the test, which answers "outcome unknown" and
+// asks the writer to try again, as SMTP clients do after a 451.
+func applyRetry(t *testing.T, nodes []*testNode, cmd any) error {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var target *testNode
+		for _, n := range followers(nodes) {
+			target = n
+			break
+		}
+		if target == nil {
+			target = leaderOf(nodes)
+		}
+		err := ErrNoLeader
+		if target != nil {
+			err = apply(t, target, cmd)
+		}
+		if err == nil || !(errors.Is(err, ErrUnknown) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrTimeout)) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func apply(t *testing.T, n *testNode, cmd any) error {
 	t.Helper()
 	data, err := fsm.Encode(cmd)
@@ -192,7 +218,7 @@ func TestElectionForwardingAndFailover(t *testing.T) {
 	eventually(t, "a new leader", func() bool { l := leaderOf(nodes); return l != nil && l != leader })
 	eventually(t, "the follower to learn the new leader", func() bool { return followers(nodes)[0].c.HasLeader() })
 	for i := 0; i < 100; i++ {
-		if err := apply(t, followers(nodes)[0], &fsm.DomainPut{Name: fmt.Sprintf("d%d.test", i), Destination: "127.0.0.1:25", At: 2}); err != nil {
+		if err := applyRetry(t, nodes, &fsm.DomainPut{Name: fmt.Sprintf("d%d.test", i), Destination: "127.0.0.1:25", At: 2}); err != nil {
 			t.Fatal(err)
 		}
 	}

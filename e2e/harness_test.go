@@ -174,13 +174,28 @@ func (p *proc) cli(args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// mustCLI runs a command that must succeed. A 503 (no leader at this
+// moment, or a leader change with the outcome unknown) is retried for a
+// while, as an operator would; a retried add that finds its own earlier
+// attempt committed (409) counts as done.
 func (p *proc) mustCLI(args ...string) string {
 	p.t.Helper()
-	out, err := p.cli(args...)
-	if err != nil {
-		p.t.Fatalf("lifeline %s: %v", strings.Join(args, " "), err)
+	deadline := time.Now().Add(30 * time.Second)
+	retried := false
+	for {
+		out, err := p.cli(args...)
+		if err == nil {
+			return out
+		}
+		if retried && strings.Contains(err.Error(), "409") && len(args) > 2 && args[2] == "add" {
+			return out
+		}
+		if !strings.Contains(err.Error(), "503") || time.Now().After(deadline) {
+			p.t.Fatalf("lifeline %s: %v", strings.Join(args, " "), err)
+		}
+		retried = true
+		time.Sleep(200 * time.Millisecond)
 	}
-	return out
 }
 
 // smtpClient is a byte-exact SMTP client for tests.
