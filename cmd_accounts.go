@@ -18,7 +18,7 @@ const accountsUsage = `  lifeline admin org add NAME [--require-totp yes|no]
   lifeline admin org list [--json]
   lifeline admin user add EMAIL --org ORG --password-file FILE [--role admin] [--name NAME]
   lifeline admin user set EMAIL [--password-file FILE] [--role user|admin] [--name NAME]
-                          [--disable|--enable] [--reset-totp]
+                          [--disable|--enable] [--reset-totp] [--groups A,B] [--require-totp yes|no]
   lifeline admin user list [--org ORG] [--json]
   lifeline admin partner add EMAIL --org ORG [--org ORG...] --password-file FILE [--name NAME]
   lifeline admin partner set EMAIL [--org ORG...] [--password-file FILE] [--disable|--enable]
@@ -201,6 +201,8 @@ func adminUserSet(partner bool, args []string, stdout, stderr io.Writer) error {
 	disable := fs.Bool("disable", false, "disable the login and end its sessions")
 	enable := fs.Bool("enable", false, "enable a disabled login")
 	resetTOTP := fs.Bool("reset-totp", false, "remove the two-step sign-in so the user enrols again")
+	groups := fs.String("groups", "\x00", "the user's groups, comma-separated (replaces them; \"\" for none)")
+	requireTOTP := fs.String("require-totp", "", "yes or no: make this user enrol two-step sign-in")
 	email, err := oneName(fs, args, "email address")
 	if err != nil {
 		return err
@@ -235,6 +237,23 @@ func adminUserSet(partner bool, args []string, stdout, stderr io.Writer) error {
 		p.Orgs = &o
 	}
 	p.ResetTOTP = *resetTOTP
+	if *groups != "\x00" {
+		gs := []string{}
+		for _, g := range strings.Split(*groups, ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				gs = append(gs, g)
+			}
+		}
+		p.Groups = &gs
+	}
+	switch *requireTOTP {
+	case "":
+	case "yes", "no":
+		v := *requireTOTP == "yes"
+		p.RequireTOTP = &v
+	default:
+		return errors.New("--require-totp wants yes or no")
+	}
 	ctx, cancel := ctx30()
 	defer cancel()
 	u, err := a.client().SetUser(ctx, email, p)

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"lifeline/fsm"
 	"lifeline/webui"
 	"lifeline/webui/apiclient"
 )
@@ -120,8 +121,8 @@ func orDash(s string) string {
 }
 
 const adminUsage = `usage:
-  lifeline admin domain add NAME --destination HOST:PORT [--org ORG]
-  lifeline admin domain set NAME --destination HOST:PORT [--org ORG]
+  lifeline admin domain add NAME --destination HOST:PORT [--destination ...] [--org ORG]
+  lifeline admin domain set NAME --destination HOST:PORT [--destination ...] [--org ORG]
   lifeline admin domain remove NAME
   lifeline admin domain list [--json]
   lifeline admin queue list [--domain D] [--sender S] [--recipient R]
@@ -138,11 +139,14 @@ const adminUsage = `usage:
 `
 
 func runAdmin(args []string, stdout, stderr io.Writer) error {
+	if ok, err := runConsole(args, stdout, stderr); ok {
+		return err
+	}
 	if ok, err := runAccounts(args, stdout, stderr); ok {
 		return err
 	}
 	if len(args) < 2 {
-		fmt.Fprint(stderr, adminUsage+accountsUsage)
+		fmt.Fprint(stderr, adminUsage+accountsUsage+consoleUsage)
 		return errUsage
 	}
 	switch args[0] + " " + args[1] {
@@ -165,7 +169,7 @@ func runAdmin(args []string, stdout, stderr io.Writer) error {
 	case "snapshot save", "snapshot restore":
 		return adminSnapshot(args[1], args[2:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage+accountsUsage)
+	fmt.Fprintf(stderr, "lifeline admin: unknown command %q\n%s", strings.Join(args[:2], " "), adminUsage+accountsUsage+consoleUsage)
 	return errUsage
 }
 
@@ -186,14 +190,15 @@ func adminDomainPut(create bool, args []string, stdout, stderr io.Writer) error 
 	var a apiFlags
 	a.register(fs, true)
 	var req webui.DomainRequest
-	fs.StringVar(&req.Destination, "destination", "", "HOST:PORT of the customer's mail server")
-	fs.StringVar(&req.Org, "org", "", "organisation the domain belongs to")
+	var dests multiFlag
+	fs.Var(&dests, "destination", "HOST:PORT of the customer's mail server; repeat it for backups, most preferred first")
+	fs.StringVar(&req.Org, "org", "", "organisation the domain belongs to (set: unchanged when omitted)")
 	name, err := oneName(fs, args, "domain name")
 	if err != nil {
 		return err
 	}
-	if req.Destination == "" {
-		return errors.New("--destination HOST:PORT is required")
+	if err := destinationsOf(&req, dests); err != nil {
+		return err
 	}
 	req.Name = name
 	ctx, cancel := ctx30()
@@ -210,8 +215,16 @@ func adminDomainPut(create bool, args []string, stdout, stderr io.Writer) error 
 	if a.json {
 		return printJSON(stdout, d)
 	}
-	fmt.Fprintf(stdout, "%s -> %s\n", d.Name, d.Destination)
+	fmt.Fprintf(stdout, "%s -> %s\n", d.Name, targetsText(*d))
 	return nil
+}
+
+func targetsText(d fsm.Domain) string {
+	var a []string
+	for _, t := range d.Targets() {
+		a = append(a, t.Addr)
+	}
+	return strings.Join(a, ", ")
 }
 
 func adminDomainRemove(args []string, stdout, stderr io.Writer) error {
@@ -256,7 +269,7 @@ func adminDomainList(args []string, stdout, stderr io.Writer) error {
 		if d.Spooling {
 			state = "spooling: " + d.LastError
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Name, d.Destination, orDash(d.Org), state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Name, targetsText(d), orDash(d.Org), state)
 	}
 	return tw.Flush()
 }

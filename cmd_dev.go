@@ -136,6 +136,7 @@ Operator token: %s
 	for _, l := range logins {
 		fmt.Fprintf(stdout, "  %-22s password %s  (%s)\n", l.email, l.password, l.role)
 	}
+	fmt.Fprintf(stdout, "Admin console: %s/admin (as the org admin, or as the operator after signing in on %s/ with the token)\n", server, server)
 	fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 
 	sig := make(chan os.Signal, 1)

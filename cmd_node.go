@@ -127,6 +127,8 @@ func newNodeFlags(fs *flag.FlagSet) *nodeFlags {
 	fs.StringVar(&f.clusterKeyFile, "cluster-key-file", "", "32-byte key, hex or base64, shared by all nodes (or LIFELINE_CLUSTER_KEY)")
 	fs.DurationVar(&f.cfg.DeliveryLease, "delivery-lease", 10*time.Minute, "how long a delivery attempt may run before a new leader retries it")
 	fs.DurationVar(&f.cfg.RemoveFailedAfter, "remove-failed-after", 72*time.Hour, "remove a failed node from the voters after this long (0: never)")
+	fs.DurationVar(&f.cfg.LogRetention, "log-retention", 30*24*time.Hour, "keep message log entries this long")
+	fs.IntVar(&f.cfg.LogMaxEntries, "log-max-entries", 5_000_000, "keep at most this many message log entries per node")
 	return f
 }
 

@@ -48,8 +48,18 @@ func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
 }
 
 // snapshotHTTP has no overall timeout: a backup takes as long as its
-// bodies take to stream.
-var snapshotHTTP = &http.Client{}
+// bodies take to stream. A follower redirects a restore to the leader, on
+// another host, where Go's client would drop the token: the node chose
+// that address from its own cluster, so the token goes along.
+var snapshotHTTP = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("too many redirects")
+	}
+	if strings.HasPrefix(req.URL.Path, "/api/v1/") && req.URL.Scheme == via[0].URL.Scheme {
+		req.Header.Set("Authorization", via[0].Header.Get("Authorization"))
+	}
+	return nil
+}}
 
 func apiError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

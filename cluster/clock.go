@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -55,6 +56,10 @@ func (c *Cluster) ClockOffset(ctx context.Context) (time.Duration, error) {
 	}
 	offsets := []time.Duration{0}
 	voters := 0
+	// The peers are asked at once, so that one that does not answer
+	// delays the estimate by one timeout, not one per peer.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, s := range servers {
 		if s.Suffrage == raft.Voter {
 			voters++
@@ -62,25 +67,32 @@ func (c *Cluster) ClockOffset(ctx context.Context) (time.Duration, error) {
 		if string(s.ID) == c.cfg.ID {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		t0 := c.now()
-		var peer time.Time
-		err := c.pool.call(cctx, string(s.Address), opTime, nil, nil, func(msg []byte, _ io.Reader) error {
-			if len(msg) != 8 {
-				return errors.New("cluster: bad time reply")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			t0 := c.now()
+			var peer time.Time
+			err := c.pool.call(cctx, string(s.Address), opTime, nil, nil, func(msg []byte, _ io.Reader) error {
+				if len(msg) != 8 {
+					return errors.New("cluster: bad time reply")
+				}
+				peer = time.Unix(0, int64(binary.BigEndian.Uint64(msg)))
+				return nil
+			})
+			t1 := c.now()
+			if err != nil {
+				return
 			}
-			peer = time.Unix(0, int64(binary.BigEndian.Uint64(msg)))
-			return nil
-		})
-		t1 := c.now()
-		cancel()
-		if err != nil {
-			continue
-		}
-		// The peer read its clock somewhere in the round trip; assume the
-		// middle, as NTP does.
-		offsets = append(offsets, peer.Sub(t0.Add(t1.Sub(t0)/2)))
+			// The peer read its clock somewhere in the round trip; assume
+			// the middle, as NTP does.
+			mu.Lock()
+			offsets = append(offsets, peer.Sub(t0.Add(t1.Sub(t0)/2)))
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return clockMajority(offsets, voters/2+1)
 }
 

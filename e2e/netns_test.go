@@ -137,6 +137,8 @@ type netLab struct {
 	launchCh chan func()
 	sigCh    chan os.Signal
 	deadline time.Time
+	hooks    []func()      // run at teardown, after the processes are killed
+	torn     chan struct{} // closed once torn down
 }
 
 // newNetLab builds the switch and n hosts. The test must already have
@@ -150,6 +152,7 @@ func newNetLab(t *testing.T, n int, budget time.Duration) *netLab {
 		prefix:   fmt.Sprintf("%s%d-", netnsPrefix, os.Getpid()),
 		launchCh: make(chan func()),
 		sigCh:    make(chan os.Signal, 1),
+		torn:     make(chan struct{}),
 		deadline: time.Now().Add(budget),
 	}
 	if d, ok := t.Deadline(); ok && d.Add(-20*time.Second).Before(l.deadline) {
@@ -241,7 +244,9 @@ func (l *netLab) teardown() {
 		l.mu.Lock()
 		nodes := append([]*nsNode(nil), l.nodes...)
 		made := append([]string(nil), l.made...)
+		hooks := append([]func(){}, l.hooks...)
 		l.mu.Unlock()
+		defer close(l.torn)
 		for _, n := range nodes {
 			n.kill()
 		}
@@ -263,7 +268,18 @@ func (l *netLab) teardown() {
 				fmt.Fprintln(os.Stderr, "netns cleanup:", err)
 			}
 		}
+		for _, h := range hooks {
+			h()
+		}
 	})
+}
+
+// atTeardown registers f to run when the lab is torn down, whether by the
+// test's cleanup or by a signal (tmpfs mounts, say, that outlive nothing).
+func (l *netLab) atTeardown(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hooks = append(l.hooks, f)
 }
 
 // isolate unplugs host i from the switch; heal plugs it back.

@@ -68,7 +68,17 @@ type User struct {
 	FailedSince  int64 `codec:"fs,omitempty" json:"-"`
 	CreatedAt    int64 `codec:"c" json:"-"`
 	UpdatedAt    int64 `codec:"u" json:"-"`
+	// Groups are the organisation's labels for this user; the
+	// organisation can limit the Emergency Inbox to some groups.
+	Groups []string `codec:"gr,omitempty" json:"groups,omitempty"`
+	// RequireTOTP makes this user enrol a second factor even when the
+	// organisation does not require one of everybody.
+	RequireTOTP bool `codec:"rq,omitempty" json:"require_totp,omitempty"`
 }
+
+// PasswordSet reports whether the user has chosen a password; imported
+// users have none until they follow their welcome link.
+func (u *User) PasswordSet() bool { return u.PasswordHash != "" }
 
 // TOTPEnrolled reports whether the user has a second factor.
 func (u *User) TOTPEnrolled() bool { return u.TOTPSecret != "" }
@@ -111,6 +121,12 @@ type AuditEntry struct {
 	Org    string `codec:"o,omitempty" json:"org,omitempty"`
 	Addr   string `codec:"ad,omitempty" json:"addr,omitempty"`
 	Detail string `codec:"d,omitempty" json:"detail,omitempty"`
+	// Seq numbers entries in the order they were applied; Prev is the
+	// Hash of the entry before, and Hash covers this entry and Prev, so
+	// a changed, removed or inserted entry breaks the chain (VerifyAudit).
+	Seq  uint64 `codec:"sq,omitempty" json:"seq,omitempty"`
+	Prev string `codec:"pv,omitempty" json:"prev,omitempty"`
+	Hash string `codec:"hs,omitempty" json:"hash,omitempty"`
 }
 
 // Audit kinds.
@@ -567,43 +583,6 @@ func applyAuditAdd(tx *bolt.Tx, c *AuditAdd) error {
 		}
 	}
 	return addAudit(tx, e)
-}
-
-func addAudit(tx *bolt.Tx, e AuditEntry) error {
-	meta := tx.Bucket(bucketMeta)
-	var seq, count uint64
-	if v := meta.Get(keyAuditSeq); len(v) == 8 {
-		seq = beUint64(v)
-	}
-	if v := meta.Get(keyAuditCount); len(v) == 8 {
-		count = beUint64(v)
-	}
-	seq++
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, uint64(e.At))
-	binary.BigEndian.PutUint64(k[8:], seq)
-	b := tx.Bucket(bucketAudit)
-	if err := putValue(b, string(k), &e); err != nil {
-		return err
-	}
-	count++
-	// Keep the log bounded: past MaxAudit, each new entry drops the
-	// oldest ones (a couple at a time, so a shrunk limit converges).
-	c := b.Cursor()
-	for n := 0; count > MaxAudit && n < 2; n++ {
-		k, _ := c.First()
-		if k == nil {
-			break
-		}
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		count--
-	}
-	if err := putUint64(meta, keyAuditSeq, seq); err != nil {
-		return err
-	}
-	return putUint64(meta, keyAuditCount, count)
 }
 
 // Org returns one organisation.

@@ -146,6 +146,9 @@ func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
 	case *QueueOp:
 		return applyQueueOp(tx, c)
 	}
+	if err, ok := f.applyConsole(tx, cmd); ok {
+		return err
+	}
 	return fmt.Errorf("fsm: no handler for %T", cmd)
 }
 

@@ -172,6 +172,9 @@ func typeOf(cmd any) (CommandType, error) {
 	case *DraftDelete:
 		return TypeDraftDelete, nil
 	}
+	if t, ok := consoleTypeOf(cmd); ok {
+		return t, nil
+	}
 	return 0, fmt.Errorf("fsm: unknown command %T", cmd)
 }
 
@@ -227,6 +230,10 @@ func Decode(data []byte) (any, error) {
 	case TypeDraftDelete:
 		cmd = &DraftDelete{}
 	default:
+		if c := newConsoleCommand(t); c != nil {
+			cmd = c
+			break
+		}
 		if t&IgnorableFlag != 0 {
 			return nil, nil
 		}

@@ -15,6 +15,9 @@ type Domain struct {
 	LastError     string `codec:"le,omitempty" json:"last_error,omitempty"`
 	// LastDelivered is when mail last reached the destination.
 	LastDelivered int64 `codec:"ld,omitempty" json:"-"`
+	// Destinations, when set (DomainSet), are tried in order of
+	// preference; Destination is then the most preferred of them.
+	Destinations []Destination `codec:"ds,omitempty" json:"destinations,omitempty"`
 }
 
 // Recipient states.

@@ -28,9 +28,9 @@ var (
 )
 
 func allBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketDomains, bucketMessages, bucketDue, bucketBlobRefs, bucketRetired,
+	return append([][]byte{bucketMeta, bucketDomains, bucketMessages, bucketDue, bucketBlobRefs, bucketRetired,
 		bucketInbox, bucketInboxCount, bucketSeen,
-		bucketOrgs, bucketUsers, bucketOrgUsers, bucketSessions, bucketSessExp, bucketAudit, bucketDrafts}
+		bucketOrgs, bucketUsers, bucketOrgUsers, bucketSessions, bucketSessExp, bucketAudit, bucketDrafts}, consoleBuckets()...)
 }
 
 // ErrStoreFailed is returned for every command once a store transaction has

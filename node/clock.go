@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"os"
 	"strings"
 	"sync"
@@ -66,6 +67,7 @@ type clusterClock struct {
 	steps    time.Duration // the sum of the steps absorbed so far
 	lastWall time.Time     // raw reading of the previous call, without its monotonic part
 	lastMono time.Time     // time.Now() of the previous call, monotonic
+	ready    chan struct{} // closed by the first measurement
 }
 
 // clockMaxStep is the largest difference between the node's clock and the
@@ -73,7 +75,7 @@ type clusterClock struct {
 const clockMaxStep = time.Second
 
 func newClusterClock(raw func() time.Time) *clusterClock {
-	return &clusterClock{raw: raw}
+	return &clusterClock{raw: raw, ready: make(chan struct{})}
 }
 
 func (c *clusterClock) now() time.Time {
@@ -114,7 +116,22 @@ func (c *clusterClock) set(offset, mark time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observe()
-	c.offset, c.ok = offset-(c.steps-mark), true
+	c.offset = offset - (c.steps - mark)
+	if !c.ok {
+		c.ok = true
+		close(c.ready)
+	}
+}
+
+// waitMeasured waits for the first measurement; false means ctx ended
+// first.
+func (c *clusterClock) waitMeasured(ctx context.Context) bool {
+	select {
+	case <-c.ready:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // stepped returns the sum of the steps absorbed so far.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,4 +70,29 @@ func TestClusterClockStartsFromTheNodesClock(t *testing.T) {
 	if d := c.now().Sub(time.Now()); d < 2*time.Hour-time.Second || d > 2*time.Hour+time.Second {
 		t.Fatalf("offset from the host clock %v, want 2h", d)
 	}
+}
+
+// Found by the fault campaign (e2e/chaos_test.go, seed 36453326): a node
+// killed while its clock was four hours ahead restarted, was elected at
+// once and expired the spool in the two seconds before its first
+// measurement of the cluster's time. Leadership duties wait for it.
+func TestClusterClockWaitMeasured(t *testing.T) {
+	c := newClusterClock(time.Now)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if c.waitMeasured(ctx) {
+		t.Fatal("measured before any measurement")
+	}
+	done := make(chan bool, 1)
+	go func() { done <- c.waitMeasured(context.Background()) }()
+	c.set(0, c.mark())
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("waitMeasured reported no measurement")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waitMeasured did not return after the measurement")
+	}
+	c.set(time.Second, c.mark()) // a second measurement must not close twice
 }

@@ -57,6 +57,10 @@ type Node struct {
 	stats   fsm.QueueStats
 	statsAt time.Time
 
+	// alertWake and smsWake nudge the leader's alert and SMS loops.
+	alertWake chan struct{}
+	smsWake   chan struct{}
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -72,7 +76,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, errors.New("node: a data directory is required")
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), reconcileCh: make(chan struct{}, 1),
-		clock: newClusterClock(cfg.Now)}
+		clock: newClusterClock(cfg.Now), alertWake: make(chan struct{}, 1), smsWake: make(chan struct{}, 1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -317,10 +321,25 @@ func (n *Node) leadership(ctx context.Context) {
 		}
 	}
 	n.ensureAdminToken(ctx)
-	n.wg.Add(1)
+	// Delivery, expiry and notices go by the clock: not before this
+	// node's clock has been measured against its peers'. A node restarted
+	// with a clock hours ahead and elected at once would otherwise expire
+	// the spool in the seconds before its first measurement.
+	if !n.clock.waitMeasured(ctx) {
+		return
+	}
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		n.reconcileLoop(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.alertLoop(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.smsLoop(ctx)
 	}()
 	eng := n.newEngine()
 	n.engineMu.Lock()

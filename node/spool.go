@@ -78,6 +78,7 @@ func (n *Node) newEngine() *delivery.Engine {
 		Hostname:      n.cfg.Hostname,
 		OnOutcome:     n.metrics.Delivery,
 		Log:           n.msglog.Append,
+		OnDomainState: func(string, bool) { n.wakeAlerts() },
 		Logger:        n.logger.With("part", "delivery"),
 	})
 }

@@ -7,6 +7,7 @@ import (
 
 	"lifeline/fsm"
 	"lifeline/webui/auth"
+	"lifeline/webui/inbox"
 )
 
 // The accounts API is the operator's: organisations, their users and
@@ -58,7 +59,7 @@ func (s *Server) addOrg(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "organisation already exists: "+req.Name)
 		return
 	}
-	if !s.apply(w, r, &fsm.OrgPut{Name: req.Name, Create: true, RequireTOTP: req.RequireTOTP, At: s.b.Now().UnixNano()}) {
+	if !s.applyAudited(w, r, &fsm.OrgPut{Name: req.Name, Create: true, RequireTOTP: req.RequireTOTP, At: s.b.Now().UnixNano()}, "org_add", req.Name, "", "") {
 		return
 	}
 	o, _, _ := s.b.Store().Org(req.Name)
@@ -88,7 +89,11 @@ func (s *Server) setOrg(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such organisation")
 		return
 	}
-	if !s.apply(w, r, &fsm.OrgPut{Name: name, RequireTOTP: req.RequireTOTP, At: s.b.Now().UnixNano()}) {
+	detail := ""
+	if req.RequireTOTP != nil {
+		detail = "require two-step sign-in: " + strconv.FormatBool(*req.RequireTOTP)
+	}
+	if !s.applyAudited(w, r, &fsm.OrgPut{Name: name, RequireTOTP: req.RequireTOTP, At: s.b.Now().UnixNano()}, inbox.AuditOrgSet, name, "", detail) {
 		return
 	}
 	o, _, _ := s.b.Store().Org(name)
@@ -114,6 +119,10 @@ type UserPatch struct {
 	Password    *string   `json:"password,omitempty"`
 	Disabled    *bool     `json:"disabled,omitempty"`
 	ResetTOTP   bool      `json:"reset_totp,omitempty"`
+	// Groups and RequireTOTP cannot be combined with Password or Orgs in
+	// one request.
+	Groups      *[]string `json:"groups,omitempty"`
+	RequireTOTP *bool     `json:"require_totp,omitempty"`
 }
 
 // UserView is a login as the API shows it: never a hash or a secret.
@@ -177,7 +186,7 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cmd := &fsm.UserAdd{Email: req.Email, DisplayName: req.DisplayName, Role: req.Role, Org: req.Org, Orgs: req.Orgs, PasswordHash: hash, At: s.b.Now().UnixNano()}
-	if !s.apply(w, r, cmd) {
+	if !s.applyAudited(w, r, cmd, inbox.AuditUserAdd, req.Org, req.Email, "role "+req.Role) {
 		return
 	}
 	u, _, _ := s.b.Store().User(req.Email)
@@ -203,7 +212,8 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	email := strings.ToLower(r.PathValue("email"))
-	if _, ok, _ := s.b.Store().User(email); !ok {
+	prev, ok, _ := s.b.Store().User(email)
+	if !ok {
 		writeError(w, http.StatusNotFound, "no such user")
 		return
 	}
@@ -224,7 +234,35 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request) {
 		}
 		cmd.PasswordHash = &hash
 	}
-	if !s.apply(w, r, cmd) {
+	var changes []string
+	var apply any = cmd
+	if req.Groups != nil || req.RequireTOTP != nil {
+		if req.Password != nil || req.Orgs != nil {
+			writeError(w, http.StatusBadRequest, "set groups or require_totp in a request of their own, without password or orgs")
+			return
+		}
+		apply = &fsm.UserEdit{Email: email, DisplayName: req.DisplayName, Role: cmd.Role, Groups: req.Groups, Disabled: req.Disabled,
+			RequireTOTP: req.RequireTOTP, ClearTOTP: req.ResetTOTP, At: cmd.At}
+		if req.Groups != nil {
+			changes = append(changes, "groups "+strings.Join(*req.Groups, ";"))
+		}
+		if req.RequireTOTP != nil {
+			changes = append(changes, "require two-step "+strconv.FormatBool(*req.RequireTOTP))
+		}
+	}
+	if req.Password != nil {
+		changes = append(changes, "password set")
+	}
+	if req.Disabled != nil {
+		changes = append(changes, "disabled "+strconv.FormatBool(*req.Disabled))
+	}
+	if cmd.Role != nil {
+		changes = append(changes, "role "+*cmd.Role)
+	}
+	if req.ResetTOTP {
+		changes = append(changes, "two-step sign-in reset")
+	}
+	if !s.applyAudited(w, r, apply, inbox.AuditUserEdit, prev.Org, email, strings.Join(changes, ", ")) {
 		return
 	}
 	u, _, _ := s.b.Store().User(email)
@@ -232,27 +270,18 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be between 1 and 1000")
-			return
-		}
-		limit = n
+	f, bad := s.auditFilter(r)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, bad)
+		return
 	}
-	var orgs []string
-	if o := q.Get("org"); o != "" {
-		orgs = []string{o}
-	}
-	es, err := s.b.Store().Audit(orgs, 0, limit)
+	es, next, err := s.b.Store().SearchAudit(f)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if es == nil {
 		es = []fsm.AuditEntry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": es})
+	writeJSON(w, http.StatusOK, map[string]any{"entries": es, "next": next})
 }

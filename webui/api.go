@@ -32,6 +32,8 @@ type Backend interface {
 	Apply(ctx context.Context, cmd any) error
 	// The Emergency Inbox's needs: bodies, blobs, sending.
 	inbox.Backend
+	// The admin console's: destination tests, the log, queue figures.
+	inbox.AdminBackend
 	ClusterStatus() cluster.Status
 	// Healthy is nil when this node can accept mail.
 	Healthy() error
@@ -68,6 +70,7 @@ type Server struct {
 	b      Backend
 	logger *slog.Logger
 	mux    *http.ServeMux
+	inbox  *inbox.Server
 }
 
 // New builds the handler tree.
@@ -102,7 +105,9 @@ func New(b Backend, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /status/signin", s.statusSignIn)
 	s.mux.HandleFunc("POST /status/signout", s.statusSignOut)
 	s.registerAccounts()
-	inbox.New(b, inbox.Config{}, logger).Register(s.mux)
+	s.registerConsoleAPI()
+	s.inbox = inbox.New(b, inbox.Config{Operator: s.operatorSignIn}, logger)
+	s.inbox.Register(s.mux)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint")
 	})
@@ -210,8 +215,11 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 // DomainRequest is the body of POST /api/v1/domains and PUT .../{name}.
 type DomainRequest struct {
 	Name        string `json:"name"`
-	Destination string `json:"destination"`
+	Destination string `json:"destination,omitempty"`
 	Org         string `json:"org,omitempty"`
+	// Destinations, when given, replace Destination: several, tried in
+	// order of preference.
+	Destinations []fsm.Destination `json:"destinations,omitempty"`
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -265,11 +273,17 @@ func (s *Server) putDomain(w http.ResponseWriter, r *http.Request, req DomainReq
 		writeError(w, http.StatusBadRequest, "invalid domain name: "+strconv.Quote(req.Name))
 		return
 	}
-	if !ValidDestination(req.Destination) {
+	if len(req.Destinations) == 0 && !ValidDestination(req.Destination) {
 		writeError(w, http.StatusBadRequest, "destination must be host:port, got "+strconv.Quote(req.Destination))
 		return
 	}
-	_, exists, err := s.b.Store().Domain(name)
+	for _, d := range req.Destinations {
+		if !ValidDestination(d.Addr) {
+			writeError(w, http.StatusBadRequest, "destination must be host:port, got "+strconv.Quote(d.Addr))
+			return
+		}
+	}
+	prev, exists, err := s.b.Store().Domain(name)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
 		return
@@ -282,8 +296,27 @@ func (s *Server) putDomain(w http.ResponseWriter, r *http.Request, req DomainReq
 		writeError(w, http.StatusNotFound, "no such domain: "+name)
 		return
 	}
-	cmd := &fsm.DomainPut{Name: name, Destination: req.Destination, Org: req.Org, At: s.b.Now().UnixNano()}
-	if !s.apply(w, r, cmd) {
+	if !create && req.Org == "" {
+		// A change of destination keeps the domain's organisation.
+		req.Org = prev.Org
+	}
+	// One destination travels in the command older releases know, so a
+	// cluster in the middle of an upgrade can still change it.
+	var cmd any = &fsm.DomainPut{Name: name, Destination: req.Destination, Org: req.Org, At: s.b.Now().UnixNano()}
+	dests := req.Destination
+	if len(req.Destinations) > 0 {
+		cmd = &fsm.DomainSet{Name: name, Org: req.Org, Destinations: req.Destinations, Create: create, At: s.b.Now().UnixNano()}
+		var a []string
+		for _, d := range req.Destinations {
+			a = append(a, d.Addr)
+		}
+		dests = strings.Join(a, ", ")
+	}
+	kind := inbox.AuditDomainSet
+	if create {
+		kind = inbox.AuditDomainAdd
+	}
+	if !s.applyAudited(w, r, cmd, kind, req.Org, name, dests) {
 		return
 	}
 	d, _, _ := s.b.Store().Domain(name)
@@ -360,11 +393,12 @@ func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid domain name")
 		return
 	}
-	if _, exists, _ := s.b.Store().Domain(name); !exists {
+	d, exists, _ := s.b.Store().Domain(name)
+	if !exists {
 		writeError(w, http.StatusNotFound, "no such domain: "+name)
 		return
 	}
-	if s.apply(w, r, &fsm.DomainRemove{Name: name}) {
+	if s.applyAudited(w, r, &fsm.DomainRemove{Name: name}, inbox.AuditDomainRemove, d.Org, name, "") {
 		w.WriteHeader(http.StatusNoContent)
 	}
 }

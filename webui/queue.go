@@ -143,7 +143,7 @@ func (s *Server) queueOp(op string) http.HandlerFunc {
 		if op == fsm.OpDelete && r.URL.Query().Get("dsn") == "true" {
 			cmd.Op = fsm.OpBounce
 		}
-		if s.apply(w, r, cmd) {
+		if s.applyAudited(w, r, cmd, "queue_"+cmd.Op, "", strings.Join(cmd.IDs, " "), "by the operator") {
 			s.b.LogEvent(msglog.Entry{Kind: msglog.KindOperator, Status: cmd.Op, QueueID: strings.Join(cmd.IDs, " "),
 				Detail: "queue " + cmd.Op + " by the operator"})
 			writeJSON(w, http.StatusOK, map[string]any{"op": cmd.Op, "ids": cmd.IDs})

@@ -461,7 +461,7 @@ func statusPage(st cluster.Status, nodes []NodeRow, q fsm.QueueStats, problem st
 						return templ_7745c5c3_Err
 					}
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 39, "</tbody></table><form class=\"inline\" method=\"post\" action=\"/status/signout\"><button type=\"submit\">Sign out</button></form>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 39, "</tbody></table><p><a href=\"/admin\">Operator console</a>: organisations, domains waiting for approval, the message log and the audit log.</p><form class=\"inline\" method=\"post\" action=\"/status/signout\"><button type=\"submit\">Sign out</button></form>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

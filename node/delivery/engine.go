@@ -64,8 +64,11 @@ type Config struct {
 	// OnOutcome, if set, is told each recipient's outcome (for metrics).
 	OnOutcome func(outcome string)
 	// Log, if set, receives message log entries for attempts and notices.
-	Log    func(msglog.Entry)
-	Logger *slog.Logger
+	Log func(msglog.Entry)
+	// OnDomainState, if set, hears when a domain starts or stops
+	// spooling (after the change is committed): the alerts wake on it.
+	OnDomainState func(domain string, spooling bool)
+	Logger        *slog.Logger
 }
 
 // DefaultSchedule: the first retry within 5 minutes, growing to hourly.
@@ -312,13 +315,27 @@ func appendWork(ws []work, m *fsm.Message, rcpt int) []work {
 // delivery destination, anything else through the transport map or MX.
 func (e *Engine) route(ctx context.Context, domain string) *group {
 	g := &group{}
-	dest := ""
+	var dests []fsm.Destination
 	if d, ok, err := e.cfg.Store.Domain(domain); err == nil && ok {
-		dest = d.Destination
+		dests = d.Targets()
 		g.domain = domain
 		g.spooling = d.Spooling
 	}
-	cands, err := e.cfg.Router.Route(ctx, domain, dest)
+	var cands []string
+	var err error
+	if len(dests) == 0 {
+		cands, err = e.cfg.Router.Route(ctx, domain, "")
+	}
+	// A protected domain's destinations, in order of preference: Dial
+	// tries the next when one does not answer, as with MX hosts.
+	for _, dest := range dests {
+		c, rerr := e.cfg.Router.Route(ctx, domain, dest.Addr)
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		cands = append(cands, c...)
+	}
 	if err != nil {
 		var oe *outbound.Error
 		if !errors.As(err, &oe) {
@@ -660,6 +677,9 @@ func (e *Engine) setSpooling(ctx context.Context, domain string, spooling bool, 
 	if err := e.cfg.Apply(ctx, &fsm.DomainState{Name: domain, Spooling: spooling, At: e.now().UnixNano(), LastError: lastErr}); err != nil {
 		e.cfg.Logger.Warn("cannot record domain state", "domain", domain, "err", err)
 		return
+	}
+	if e.cfg.OnDomainState != nil {
+		e.cfg.OnDomainState(domain, spooling)
 	}
 	if spooling {
 		e.cfg.Logger.Warn("domain is spooling", "domain", domain, "error", lastErr)

@@ -3,6 +3,7 @@ package inbox
 import (
 	"net/http"
 	"sort"
+	"time"
 
 	"lifeline/fsm"
 )
@@ -23,6 +24,10 @@ func managedOrgs(v *viewer) []string {
 
 func (s *Server) adminPage(w http.ResponseWriter, r *http.Request) {
 	v := viewerOf(r)
+	if v.Operator {
+		s.operatorHome(w, r)
+		return
+	}
 	orgs := managedOrgs(v)
 	if len(orgs) == 0 {
 		s.notFound(w, r)
@@ -33,6 +38,28 @@ func (s *Server) adminPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, adminHome(v, orgs))
+}
+
+// OperatorHome is the operator's console page: every organisation and
+// the domains waiting for approval.
+type OperatorHome struct {
+	Orgs     []fsm.Org
+	Requests []fsm.DomainRequestRecord
+	Flash    string
+}
+
+func (s *Server) operatorHome(w http.ResponseWriter, r *http.Request) {
+	orgs, err := s.b.Store().Orgs()
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	reqs, err := s.b.Store().DomainRequests("")
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, operatorHomePage(viewerOf(r), OperatorHome{Orgs: orgs, Requests: reqs, Flash: r.URL.Query().Get("flash")}))
 }
 
 // UserRow is one user on the organisation page.
@@ -49,13 +76,15 @@ type OrgPage struct {
 	CanOpen bool
 	Users   []UserRow
 	Audit   []fsm.AuditEntry
+	Domains []fsm.Domain
+	Now     time.Time
 }
 
 // managed resolves {org} for the viewer; anything else is 404.
 func (s *Server) managed(w http.ResponseWriter, r *http.Request) (*viewer, fsm.Org, bool) {
 	v := viewerOf(r)
 	name := r.PathValue("org")
-	if !v.User.Manages(name) {
+	if !canManage(v, name) {
 		s.notFound(w, r)
 		return v, fsm.Org{}, false
 	}
@@ -81,7 +110,8 @@ func (s *Server) adminOrg(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
-	p := OrgPage{Org: o, CanOpen: v.User.Role == fsm.RoleOrgAdmin}
+	p := OrgPage{Org: o, CanOpen: v.User.Role == fsm.RoleOrgAdmin, Now: s.b.Now()}
+	p.Domains, _ = s.b.Store().OrgDomains(o.Name)
 	for _, u := range users {
 		p.Users = append(p.Users, UserRow{User: u, Inbox: s.b.Store().InboxCount(u.Email)})
 	}
@@ -95,7 +125,7 @@ func (s *Server) adminOrgTOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := r.PostFormValue("require") == "on"
-	if s.apply(w, r, &fsm.OrgPut{Name: o.Name, RequireTOTP: &req, At: s.b.Now().UnixNano()}) {
+	if s.applyAudited(w, r, &fsm.OrgPut{Name: o.Name, RequireTOTP: &req, At: s.b.Now().UnixNano()}, AuditOrgSet, o.Name, "", "require two-step sign-in: "+yesNo(req)) {
 		http.Redirect(w, r, orgURL(o.Name), http.StatusSeeOther)
 	}
 }

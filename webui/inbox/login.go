@@ -30,6 +30,7 @@ type LoginForm struct {
 	Next    string
 	Token   string
 	Error   string
+	Notice  string
 }
 
 func (s *Server) rand() io.Reader {
@@ -62,6 +63,9 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := LoginForm{Next: safeNext(r.URL.Query().Get("next")), Token: s.newLoginToken(w, r)}
+	if r.URL.Query().Get("flash") == "password" {
+		f.Notice = "Your password is set. Sign in with it now, or keep it for when you need the Emergency Inbox."
+	}
 	s.render(w, r, http.StatusOK, loginPage(f))
 }
 

@@ -58,6 +58,18 @@ func (s *Server) mailbox(next mailboxHandler) http.HandlerFunc {
 			s.notFound(w, r)
 			return
 		}
+		if owner.Email == v.User.Email && v.User.Role == fsm.RoleUser {
+			// The organisation may keep the Emergency Inbox to some groups.
+			set, err := s.b.Store().OrgSettingsOf(v.User.Org)
+			if err != nil {
+				s.unavailable(w, r, err)
+				return
+			}
+			if !set.InboxAllowed(&v.User) {
+				s.errorPage(w, r, http.StatusForbidden, "Your organisation has not opened the Emergency Inbox to you. Ask your administrator.")
+				return
+			}
+		}
 		if id := r.PathValue("id"); id != "" {
 			ok, err := s.b.Store().InboxHas(owner.Email, id)
 			if err != nil {

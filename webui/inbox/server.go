@@ -63,6 +63,10 @@ type Config struct {
 	MaxUpload int64
 	// Rand, if set, replaces crypto/rand (tests).
 	Rand io.Reader
+	// Operator, if set, reports whether the request carries the
+	// operator's sign-in (the status page's cookie) and returns its
+	// token; the operator may use every organisation's console.
+	Operator func(r *http.Request) (token string, ok bool)
 }
 
 func (c *Config) setDefaults() {
@@ -126,9 +130,10 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /drafts/{id}", s.signedIn(s.draftPost))
 	mux.HandleFunc("POST /drafts/{id}/autosave", s.signedIn(s.autosave))
 
-	mux.HandleFunc("GET /admin", s.signedIn(s.adminPage))
-	mux.HandleFunc("GET /admin/orgs/{org}", s.signedIn(s.adminOrg))
-	mux.HandleFunc("POST /admin/orgs/{org}/totp", s.signedIn(s.adminOrgTOTP))
+	mux.HandleFunc("GET /admin", s.console(s.adminPage))
+	mux.HandleFunc("GET /admin/orgs/{org}", s.console(s.adminOrg))
+	mux.HandleFunc("POST /admin/orgs/{org}/totp", s.console(s.adminOrgTOTP))
+	s.registerConsole(mux)
 }
 
 // sessionCookie is HttpOnly, SameSite=Strict, and Secure over TLS.
@@ -140,6 +145,9 @@ type viewer struct {
 	Org       fsm.Org
 	SessionID string
 	CSRF      string
+	// Operator is set for the operator in the admin console; SessionID
+	// is then the operator token of the status page's cookie.
+	Operator bool
 }
 
 type ctxKey struct{}
@@ -203,9 +211,15 @@ func (s *Server) signedIn(next http.HandlerFunc) http.HandlerFunc {
 		}
 		// An organisation that requires a second factor lets its users
 		// do nothing but enrol until they have one.
-		if v.Org.RequireTOTP && !v.User.TOTPEnrolled() && !strings.HasPrefix(r.URL.Path, "/account/totp") && r.URL.Path != "/logout" {
+		if (v.Org.RequireTOTP || v.User.RequireTOTP) && !v.User.TOTPEnrolled() && !strings.HasPrefix(r.URL.Path, "/account/totp") && r.URL.Path != "/logout" {
 			http.Redirect(w, r, "/account/totp", http.StatusSeeOther)
 			return
+		}
+		if v.User.Role == fsm.RoleUser && (strings.HasPrefix(r.URL.Path, "/compose") || strings.HasPrefix(r.URL.Path, "/drafts")) {
+			if set, err := s.b.Store().OrgSettingsOf(v.User.Org); err == nil && !set.InboxAllowed(&v.User) {
+				s.errorPage(w, r, http.StatusForbidden, "Your organisation has not opened the Emergency Inbox to you. Ask your administrator.")
+				return
+			}
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, v)))
 	}
@@ -309,6 +323,8 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, cmd any) bool {
 	switch {
 	case errors.As(err, &ve):
 		s.errorPage(w, r, http.StatusBadRequest, ve.Msg)
+	case errors.Is(err, fsm.ErrCommandTooLarge):
+		s.errorPage(w, r, http.StatusBadRequest, "This is too large for one change: split it into smaller ones.")
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrUnknown):
 		s.unavailable(w, r, err)
 	default:

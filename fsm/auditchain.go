@@ -1,0 +1,311 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The audit log is a hash chain: each entry carries the hash of the one
+// applied before it, and its own hash covers its content and that link.
+// Apply computes both from the entry and the stored head, so every node
+// builds the same chain. VerifyAudit walks it and names the first entry
+// that does not fit: an edited entry fails its own hash, a removed one
+// leaves a gap in the sequence, an inserted one is outside the chain,
+// and removing the newest ones no longer matches the stored head.
+//
+// A chain kept beside the data it protects detects tampering by anyone
+// who does not also recompute every later hash; noting the head hash that
+// `lifeline admin audit verify` prints, now and then, elsewhere, closes
+// that gap too.
+
+var (
+	keyAuditHead   = []byte("audit_head")   // hex hash of the newest entry
+	keyAuditAnchor = []byte("audit_anchor") // seq(8) hash of the newest pruned entry
+)
+
+func auditKey(at int64, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(at))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+// AuditHash is the chain hash of e: sha256 over a versioned, length-
+// prefixed encoding of every field but Hash.
+func AuditHash(e *AuditEntry) string {
+	h := sha256.New()
+	h.Write([]byte("lifeline audit v1\x00"))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], e.Seq)
+	h.Write(n[:])
+	binary.BigEndian.PutUint64(n[:], uint64(e.At))
+	h.Write(n[:])
+	for _, f := range []string{e.Kind, e.Actor, e.Target, e.Org, e.Addr, e.Detail, e.Prev} {
+		binary.BigEndian.PutUint32(n[:4], uint32(len(f)))
+		h.Write(n[:4])
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func addAudit(tx *bolt.Tx, e AuditEntry) error {
+	meta := tx.Bucket(bucketMeta)
+	var seq, count uint64
+	if v := meta.Get(keyAuditSeq); len(v) == 8 {
+		seq = beUint64(v)
+	}
+	if v := meta.Get(keyAuditCount); len(v) == 8 {
+		count = beUint64(v)
+	}
+	seq++
+	e.Seq = seq
+	e.Prev = string(meta.Get(keyAuditHead))
+	e.Hash = AuditHash(&e)
+	k := auditKey(e.At, seq)
+	b := tx.Bucket(bucketAudit)
+	if err := putValue(b, string(k), &e); err != nil {
+		return err
+	}
+	chain := tx.Bucket(bucketAuditSeq)
+	if err := chain.Put(seqKey(seq), k); err != nil {
+		return err
+	}
+	if err := meta.Put(keyAuditHead, []byte(e.Hash)); err != nil {
+		return err
+	}
+	count++
+	// Keep the log bounded: past MaxAudit, each new entry drops the
+	// oldest ones (a couple at a time, so a shrunk limit converges).
+	// Entries from before the chain go first, then the chain's oldest,
+	// whose hash becomes the anchor the next one must link to.
+	for n := 0; count > MaxAudit && n < 2; n++ {
+		fk, fv := b.Cursor().First()
+		if fk == nil {
+			break
+		}
+		var first AuditEntry
+		if err := decodeValue(fv, &first); err != nil {
+			return err
+		}
+		if first.Hash != "" {
+			sk, sv := chain.Cursor().First()
+			if sk == nil {
+				break
+			}
+			ov := b.Get(sv)
+			if ov != nil {
+				if err := decodeValue(ov, &first); err != nil {
+					return err
+				}
+			}
+			anchor := append(append([]byte(nil), sk...), first.Hash...)
+			if err := meta.Put(keyAuditAnchor, anchor); err != nil {
+				return err
+			}
+			fk = append([]byte(nil), sv...)
+			if err := chain.Delete(append([]byte(nil), sk...)); err != nil {
+				return err
+			}
+		} else {
+			fk = append([]byte(nil), fk...)
+		}
+		if err := b.Delete(fk); err != nil {
+			return err
+		}
+		count--
+	}
+	if err := putUint64(meta, keyAuditSeq, seq); err != nil {
+		return err
+	}
+	return putUint64(meta, keyAuditCount, count)
+}
+
+// AuditCheck is the outcome of VerifyAudit.
+type AuditCheck struct {
+	OK bool `json:"ok"`
+	// Entries is how many chained entries were checked; Legacy counts
+	// entries from before the chain began, which it cannot vouch for.
+	Entries int    `json:"entries"`
+	Legacy  int    `json:"legacy,omitempty"`
+	Head    string `json:"head,omitempty"`
+	// BrokenSeq and BrokenAt name the first entry that does not fit,
+	// and Reason says how.
+	BrokenSeq uint64 `json:"broken_seq,omitempty"`
+	BrokenAt  int64  `json:"broken_at,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// VerifyAudit recomputes the audit chain from the oldest kept entry to
+// the newest and reports the first broken link.
+func (s *Store) VerifyAudit() (AuditCheck, error) {
+	var res AuditCheck
+	err := s.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		b := tx.Bucket(bucketAudit)
+		broken := func(seq uint64, at int64, why string) error {
+			res.OK, res.BrokenSeq, res.BrokenAt, res.Reason = false, seq, at, why
+			return nil
+		}
+		expectPrev := ""
+		var expectSeq uint64
+		if a := meta.Get(keyAuditAnchor); len(a) > 8 {
+			expectSeq = beUint64(a[:8]) + 1
+			expectPrev = string(a[8:])
+		}
+		res.OK = true
+		c := tx.Bucket(bucketAuditSeq).Cursor()
+		for sk, sv := c.First(); sk != nil; sk, sv = c.Next() {
+			seq := beUint64(sk)
+			if expectSeq != 0 && seq != expectSeq {
+				return broken(expectSeq, 0, fmt.Sprintf("entry %d is missing", expectSeq))
+			}
+			v := b.Get(sv)
+			if v == nil {
+				return broken(seq, 0, fmt.Sprintf("entry %d is missing", seq))
+			}
+			var e AuditEntry
+			if err := decodeValue(v, &e); err != nil {
+				return broken(seq, 0, "entry cannot be read: "+err.Error())
+			}
+			if e.Seq != seq || !bytes.Equal(sv, auditKey(e.At, e.Seq)) {
+				return broken(seq, e.At, "entry was moved or renumbered")
+			}
+			if AuditHash(&e) != e.Hash {
+				return broken(seq, e.At, "entry was changed: its hash does not match its content")
+			}
+			if e.Prev != expectPrev {
+				return broken(seq, e.At, "link to the previous entry is broken")
+			}
+			expectPrev, expectSeq = e.Hash, seq+1
+			res.Entries++
+		}
+		if head := string(meta.Get(keyAuditHead)); head != expectPrev {
+			return broken(expectSeq, 0, "the newest entries were removed: the chain ends before the recorded head")
+		}
+		res.Head = expectPrev
+		// Every entry with a hash must be one the chain walked.
+		chained := 0
+		err := b.ForEach(func(_, v []byte) error {
+			var e AuditEntry
+			if err := decodeValue(v, &e); err != nil {
+				return err
+			}
+			if e.Hash == "" && e.Seq == 0 {
+				res.Legacy++
+			} else {
+				chained++
+			}
+			return nil
+		})
+		if err != nil {
+			return broken(0, 0, "log cannot be read: "+err.Error())
+		}
+		if chained != res.Entries {
+			return broken(0, 0, fmt.Sprintf("%d entries are outside the chain", chained-res.Entries))
+		}
+		return nil
+	})
+	return res, err
+}
+
+// AuditFilter selects audit entries. Empty fields match everything.
+type AuditFilter struct {
+	// Orgs limits entries to these organisations; nil means every entry
+	// (the operator), an empty non-nil slice none.
+	Orgs   []string
+	Kind   string
+	Actor  string // substring, case-insensitive
+	Target string // substring, case-insensitive
+	// Since and Until bound the time (unix nanoseconds, inclusive).
+	Since, Until int64
+	// Before is the cursor: entries strictly older than this key
+	// (AuditCursor of the last entry of the previous page).
+	Before string
+	Limit  int
+}
+
+// SearchAudit returns entries matching f, newest first. It walks the log
+// by time from the cursor; the log is bounded by MaxAudit, so a search
+// reads at most that many entries.
+func (s *Store) SearchAudit(f AuditFilter) (out []AuditEntry, next string, err error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	if f.Orgs != nil && len(f.Orgs) == 0 {
+		return nil, "", nil
+	}
+	want := map[string]bool{}
+	for _, o := range f.Orgs {
+		want[o] = true
+	}
+	actor, target := strings.ToLower(f.Actor), strings.ToLower(f.Target)
+	err = s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAudit).Cursor()
+		var k, v, lastKey []byte
+		switch {
+		case f.Before != "":
+			seek, err := hex.DecodeString(f.Before)
+			if err != nil || len(seek) != 16 {
+				return &ValidationError{Msg: "invalid cursor"}
+			}
+			k, v = c.Seek(seek)
+			if k == nil {
+				k, v = c.Last()
+			}
+			for k != nil && bytes.Compare(k, seek) >= 0 {
+				k, v = c.Prev()
+			}
+		case f.Until != 0:
+			seek := auditKey(f.Until+1, 0)
+			k, v = c.Seek(seek)
+			if k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		default:
+			k, v = c.Last()
+		}
+		for ; k != nil; k, v = c.Prev() {
+			if len(k) == 16 && f.Since != 0 && int64(beUint64(k[:8])) < f.Since {
+				break
+			}
+			var e AuditEntry
+			if err := decodeValue(v, &e); err != nil {
+				return err
+			}
+			if f.Orgs != nil && !want[e.Org] {
+				continue
+			}
+			if f.Kind != "" && e.Kind != f.Kind {
+				continue
+			}
+			if actor != "" && !strings.Contains(strings.ToLower(e.Actor), actor) {
+				continue
+			}
+			if target != "" && !strings.Contains(strings.ToLower(e.Target), target) {
+				continue
+			}
+			if len(out) == f.Limit {
+				next = hex.EncodeToString(lastKey)
+				return nil
+			}
+			out = append(out, e)
+			lastKey = append(lastKey[:0], k...)
+		}
+		return nil
+	})
+	return out, next, err
+}
