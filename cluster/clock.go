@@ -50,11 +50,29 @@ const clockAgreement = time.Minute
 // wrong, and taking the upper one would let a healthy node follow a clock
 // that ran ahead.
 func (c *Cluster) ClockOffset(ctx context.Context) (time.Duration, error) {
+	return c.ClockOffsetFrom(ctx, nil)
+}
+
+// ClockOffsetFrom is ClockOffset measured against ref, a clock of the
+// caller's (nil: this node's own clock), rather than against this node's
+// own clock: the offset from
+// ref to the cluster's time, this node's own clock counting as one voter
+// (read once, against ref). A caller that keeps a corrected clock passes
+// it as ref, so that a step of this node's own clock in the middle of the
+// measurement (the peers are read over up to two seconds) cannot skew the
+// result.
+func (c *Cluster) ClockOffsetFrom(ctx context.Context, ref func() time.Time) (time.Duration, error) {
 	servers, err := c.Servers()
 	if err != nil {
 		return 0, err
 	}
-	offsets := []time.Duration{0}
+	self := time.Duration(0)
+	if ref == nil {
+		ref = c.now
+	} else {
+		self = c.now().Round(0).Sub(ref().Round(0))
+	}
+	offsets := []time.Duration{self}
 	voters := 0
 	// The peers are asked at once, so that one that does not answer
 	// delays the estimate by one timeout, not one per peer.
@@ -72,7 +90,7 @@ func (c *Cluster) ClockOffset(ctx context.Context) (time.Duration, error) {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			t0 := c.now()
+			t0 := ref()
 			var peer time.Time
 			err := c.pool.call(cctx, string(s.Address), opTime, nil, nil, func(msg []byte, _ io.Reader) error {
 				if len(msg) != 8 {
@@ -81,14 +99,14 @@ func (c *Cluster) ClockOffset(ctx context.Context) (time.Duration, error) {
 				peer = time.Unix(0, int64(binary.BigEndian.Uint64(msg)))
 				return nil
 			})
-			t1 := c.now()
+			t1 := ref()
 			if err != nil {
 				return
 			}
 			// The peer read its clock somewhere in the round trip; assume
 			// the middle, as NTP does.
 			mu.Lock()
-			offsets = append(offsets, peer.Sub(t0.Add(t1.Sub(t0)/2)))
+			offsets = append(offsets, peer.Sub(t0.Round(0).Add(t1.Sub(t0)/2)))
 			mu.Unlock()
 		}()
 	}

@@ -428,3 +428,20 @@ func TestClockMajority(t *testing.T) {
 		}
 	}
 }
+
+// Measured against a corrected clock of the caller's, this node's own
+// clock counts as one more voter: three hours ahead, it is outvoted.
+func TestClockOffsetFromACorrectedClock(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	waitLeader(t, nodes)
+	nodes[0].skew.Store(int64(3 * time.Hour))
+	off, err := nodes[0].c.ClockOffsetFrom(context.Background(), time.Now)
+	if err != nil || off > time.Second || off < -time.Second {
+		t.Fatalf("offset from a right clock %v (%v), want about 0", off, err)
+	}
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	off, err = nodes[1].c.ClockOffsetFrom(context.Background(), ahead)
+	if err != nil || off > -time.Hour+time.Second || off < -time.Hour-time.Second {
+		t.Fatalf("offset from a clock an hour ahead %v (%v), want about -1h", off, err)
+	}
+}

@@ -113,6 +113,8 @@ func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
 		return applySpoolAdd(tx, c, InboxSummary{})
 	case *SpoolAddSummary:
 		return applySpoolAdd(tx, &c.Add, c.Summary)
+	case *NoticeAdd:
+		return applyNoticeAdd(tx, c)
 	case *MarkRead:
 		return applyMarkRead(tx, c)
 	case *OrgPut:

@@ -175,6 +175,9 @@ func typeOf(cmd any) (CommandType, error) {
 	if t, ok := consoleTypeOf(cmd); ok {
 		return t, nil
 	}
+	if t, ok := noticeTypeOf(cmd); ok {
+		return t, nil
+	}
 	return 0, fmt.Errorf("fsm: unknown command %T", cmd)
 }
 
@@ -231,6 +234,10 @@ func Decode(data []byte) (any, error) {
 		cmd = &DraftDelete{}
 	default:
 		if c := newConsoleCommand(t); c != nil {
+			cmd = c
+			break
+		}
+		if c := newNoticeCommand(t); c != nil {
 			cmd = c
 			break
 		}

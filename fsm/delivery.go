@@ -104,6 +104,10 @@ type QueueOp struct {
 	// domain: how a spool drains once its destination answers again.
 	Domain string `codec:"d,omitempty"`
 	At     int64  `codec:"t"`
+	// Lenient skips IDs that left the queue meanwhile instead of refusing
+	// the whole command: a flush of a large spool goes in chunks of IDs,
+	// and a message may retire between listing and applying.
+	Lenient bool `codec:"len,omitempty"`
 }
 
 var (
@@ -360,7 +364,7 @@ func applyQueueOp(tx *bolt.Tx, c *QueueOp) error {
 			return err
 		}
 		if m == nil {
-			if len(c.IDs) > 0 {
+			if len(c.IDs) > 0 && !c.Lenient {
 				return &ValidationError{Msg: "no such message: " + id}
 			}
 			continue

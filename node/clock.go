@@ -47,23 +47,25 @@ func FileSkewClock(path string, stop <-chan struct{}) func() time.Time {
 }
 
 // clusterClock is this node's view of the cluster's time: its own clock
-// plus the offset to the voters' clocks that clockLoop measures every few
-// seconds.
+// plus an offset that clockLoop corrects every few seconds against the
+// voters' clocks.
 //
-// Between two measurements the node's clock may be stepped (by an
-// operator, by NTP after a suspend, by a fault test). Such a step must not
-// reach the cluster's time before the peers have been asked: a leader
-// whose clock jumped hours ahead would otherwise, in the seconds until the
-// next measurement, find every message hours old, expire the spool and
-// bounce it, and send delay notices early. So the clock is allowed to
-// advance only as fast as the monotonic clock between measurements: a step
-// is absorbed into the offset at once, and the next measurement judges it.
+// The node's own clock may be stepped at any moment (by an operator, by
+// NTP after a suspend, by a fault test). Such a step must not reach the
+// cluster's time before the peers have been asked: a leader whose clock
+// jumped hours ahead would otherwise, in the seconds until the next
+// measurement, find every message hours old, expire the spool and bounce
+// it, and send delay notices early. So this clock advances only as fast
+// as the monotonic clock between measurements: a step is absorbed into
+// the offset at once. Measurements are taken against this clock itself
+// (cluster.ClockOffsetFrom), not against the node's own, so a step in the
+// middle of one cannot skew it either.
 type clusterClock struct {
 	raw func() time.Time
 
 	mu       sync.Mutex
 	offset   time.Duration
-	ok       bool          // an offset has been measured
+	ok       bool          // a measurement has been taken
 	steps    time.Duration // the sum of the steps absorbed so far
 	lastWall time.Time     // raw reading of the previous call, without its monotonic part
 	lastMono time.Time     // time.Now() of the previous call, monotonic
@@ -100,27 +102,39 @@ func (c *clusterClock) observe() {
 	c.lastWall, c.lastMono = wall, mono
 }
 
-// mark returns what set needs to know which steps a measurement begun now
-// did not see.
-func (c *clusterClock) mark() time.Duration {
+// adjust applies a measurement: delta is how far the cluster's time is
+// from this clock (cluster.ClockOffsetFrom with now as the reference).
+func (c *clusterClock) adjust(delta time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe()
+	c.offset += delta
+	if !c.ok {
+		c.ok = true
+		close(c.ready)
+	}
+}
+
+// offsetNow is how far this clock is from the node's own.
+func (c *clusterClock) offsetNow() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe()
+	return c.offset
+}
+
+// stepped returns the sum of the steps absorbed so far.
+func (c *clusterClock) stepped() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observe()
 	return c.steps
 }
 
-// set takes a new measurement, begun at mark: the offset from the raw
-// clock, as it read during the measurement, to the cluster's time. A step
-// of the raw clock since then is still absorbed.
-func (c *clusterClock) set(offset, mark time.Duration) {
+func (c *clusterClock) measured() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.observe()
-	c.offset = offset - (c.steps - mark)
-	if !c.ok {
-		c.ok = true
-		close(c.ready)
-	}
+	return c.ok
 }
 
 // waitMeasured waits for the first measurement; false means ctx ended
@@ -132,17 +146,4 @@ func (c *clusterClock) waitMeasured(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// stepped returns the sum of the steps absorbed so far.
-func (c *clusterClock) stepped() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.steps
-}
-
-func (c *clusterClock) measured() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ok
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"lifeline/fsm"
@@ -57,33 +58,61 @@ func (n *Node) gcLoop() {
 }
 
 // repairBlobs fetches the bodies of spooled messages that this node lacks:
-// it was down when they arrived, or it joined later. It returns how many
-// it fetched and how many it still lacks.
+// it was down when they arrived, or it joined later. It first counts what
+// is missing, so the lag it reports is true while the copy runs, then
+// fetches with a few parallel requests. It returns how many it fetched and
+// how many it still lacks.
 func (n *Node) repairBlobs(ctx context.Context) (fetched, missing int) {
+	var want []string
+	seen := map[string]bool{}
 	after := ""
 	for ctx.Err() == nil {
-		msgs, next, err := n.store.Messages(fsm.MessageFilter{}, after, 500)
+		msgs, next, err := n.store.Messages(fsm.MessageFilter{}, after, 1000)
 		if err != nil {
-			return fetched, missing
+			return 0, len(want)
 		}
 		for _, m := range msgs {
-			if n.blobs.Has(m.BlobHash) {
-				continue
+			if !seen[m.BlobHash] && !n.blobs.Has(m.BlobHash) {
+				seen[m.BlobHash] = true
+				want = append(want, m.BlobHash)
 			}
-			fctx, cancel := context.WithTimeout(ctx, time.Minute)
-			err := n.cluster.FetchBlob(fctx, m.BlobHash)
-			cancel()
-			if err != nil {
-				missing++
-				continue
-			}
-			fetched++
 		}
 		if next == "" {
 			break
 		}
 		after = next
 	}
+	n.blobLag.Store(int64(len(want)))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	jobs := make(chan string)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for h := range jobs {
+				fctx, cancel := context.WithTimeout(ctx, time.Minute)
+				err := n.cluster.FetchBlob(fctx, h)
+				cancel()
+				mu.Lock()
+				if err == nil {
+					fetched++
+					n.blobLag.Add(-1)
+				} else {
+					missing++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, h := range want {
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- h
+	}
+	close(jobs)
+	wg.Wait()
 	return fetched, missing
 }
 
@@ -104,7 +133,6 @@ func (n *Node) repairLoop() {
 		case <-t.C:
 		}
 		fetched, missing := n.repairBlobs(ctx)
-		n.blobLag.Store(int64(missing))
 		if fetched > 0 || missing > 0 {
 			n.logger.Info("copied message bodies from peers", "fetched", fetched, "still_missing", missing)
 		}

@@ -202,18 +202,19 @@ func (n *Node) clockLoop() {
 	var steps time.Duration
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		mark := n.clock.mark()
-		if d := mark - steps; d > time.Minute || d < -time.Minute {
+		stepped := n.clock.stepped()
+		if d := stepped - steps; d > time.Minute || d < -time.Minute {
 			n.logger.Warn("this node's clock was stepped; keeping the cluster's time until the peers confirm it",
 				"step", d.String())
 		}
-		steps = mark
-		off, err := n.cluster.ClockOffset(ctx)
+		steps = stepped
+		delta, err := n.cluster.ClockOffsetFrom(ctx, n.clock.now)
 		cancel()
 		// Without a majority of agreeing clocks, keep the last estimate;
 		// a node that has none yet takes the earliest plausible time.
 		if err == nil || (errors.Is(err, cluster.ErrNoClockMajority) && !n.clock.measured()) {
-			n.clock.set(off, mark)
+			n.clock.adjust(delta)
+			off := n.clock.offsetNow()
 			if big := off > time.Minute || off < -time.Minute; big && !warned {
 				n.logger.Warn("this node's clock differs from the cluster's; using the cluster's time", "offset", off.String())
 				warned = true
@@ -314,10 +315,16 @@ func (n *Node) leadership(ctx context.Context) {
 	for {
 		if err := n.cluster.Barrier(10 * time.Second); err == nil {
 			break
-		} else if ctx.Err() != nil {
+		} else if ctx.Err() != nil || !n.cluster.IsLeader() {
+			// Leadership went away before the barrier: nothing to lead.
 			return
 		} else {
 			n.logger.Warn("barrier failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}
 	n.ensureAdminToken(ctx)

@@ -34,6 +34,16 @@ func (n *Node) OpenBody(ctx context.Context, hash string) (io.ReadCloser, error)
 // spool queues a message composed on this node (a DSN, later webmail)
 // through the same path as received mail.
 func (n *Node) spool(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error {
+	return n.spoolWith(ctx, cmd, nil, body)
+}
+
+// spoolNotice queues a delay notice and marks its message notified in one
+// commit.
+func (n *Node) spoolNotice(ctx context.Context, cmd *fsm.SpoolAdd, notified *fsm.DelayNotified, body []byte) error {
+	return n.spoolWith(ctx, cmd, notified, body)
+}
+
+func (n *Node) spoolWith(ctx context.Context, cmd *fsm.SpoolAdd, notified *fsm.DelayNotified, body []byte) error {
 	w, err := n.blobs.Create()
 	if err != nil {
 		return err
@@ -52,16 +62,21 @@ func (n *Node) spool(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error 
 	}
 	// With its header summary, so it lists at once in the Emergency Inbox
 	// of a recipient in a protected domain.
-	return n.Apply(ctx, &fsm.SpoolAddSummary{Add: *cmd, Summary: summarizeBytes(body)})
+	add := fsm.SpoolAddSummary{Add: *cmd, Summary: summarizeBytes(body)}
+	if notified != nil {
+		return n.Apply(ctx, &fsm.NoticeAdd{Add: add, Notified: *notified})
+	}
+	return n.Apply(ctx, &add)
 }
 
 func (n *Node) newEngine() *delivery.Engine {
 	seed := uint64(time.Now().UnixNano())
 	return delivery.New(delivery.Config{
-		Store:    n.store,
-		Apply:    n.Apply,
-		OpenBody: n.OpenBody,
-		Spool:    n.spool,
+		Store:       n.store,
+		Apply:       n.Apply,
+		OpenBody:    n.OpenBody,
+		Spool:       n.spool,
+		SpoolNotice: n.spoolNotice,
 		Client: &outbound.Client{
 			Dialer:    n.cfg.Dialer,
 			LocalName: n.cfg.Hostname,

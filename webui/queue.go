@@ -1,12 +1,15 @@
 package webui
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"lifeline/fsm"
+	"lifeline/node/delivery"
 	"lifeline/node/msglog"
 )
 
@@ -142,6 +145,19 @@ func (s *Server) queueOp(op string) http.HandlerFunc {
 		}
 		if op == fsm.OpDelete && r.URL.Query().Get("dsn") == "true" {
 			cmd.Op = fsm.OpBounce
+		}
+		if op == fsm.OpRetry && len(cmd.IDs) == 0 {
+			// A flush of the whole queue goes in chunks (see RetryInChunks).
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+			defer cancel()
+			n, err := delivery.RetryInChunks(ctx, s.b.Store(), s.b.Apply, fsm.MessageFilter{}, s.b.Now())
+			if err != nil {
+				writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("flush stopped after %d messages: %v", n, err))
+				return
+			}
+			s.b.LogEvent(msglog.Entry{Kind: msglog.KindOperator, Status: "flush", Detail: fmt.Sprintf("queue flush by the operator: %d messages", n)})
+			writeJSON(w, http.StatusOK, map[string]any{"op": "retry", "messages": n})
+			return
 		}
 		if s.applyAudited(w, r, cmd, "queue_"+cmd.Op, "", strings.Join(cmd.IDs, " "), "by the operator") {
 			s.b.LogEvent(msglog.Entry{Kind: msglog.KindOperator, Status: cmd.Op, QueueID: strings.Join(cmd.IDs, " "),

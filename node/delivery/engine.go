@@ -33,10 +33,15 @@ type Config struct {
 	OpenBody func(ctx context.Context, hash string) (io.ReadCloser, error)
 	// Spool queues a message this node composed (a DSN) through the same
 	// path as received mail: body on a quorum, then SpoolAdd.
-	Spool  func(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error
-	Client *outbound.Client
-	Router *outbound.Router
-	Now    func() time.Time
+	Spool func(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error
+	// SpoolNotice, if set, queues a delay notice like Spool and marks the
+	// message notified in the same commit (fsm.NoticeAdd); without it the
+	// mark is a second commit, and a change of leader between the two can
+	// send the notice twice.
+	SpoolNotice func(ctx context.Context, cmd *fsm.SpoolAdd, notified *fsm.DelayNotified, body []byte) error
+	Client      *outbound.Client
+	Router      *outbound.Router
+	Now         func() time.Time
 	// Rand decides jitter; the decision travels in the command.
 	Rand *rand.Rand
 
@@ -496,7 +501,7 @@ func (e *Engine) deliver(ctx context.Context, g *group, batch []work) {
 		case anyDelivered && g.spooling:
 			e.setSpooling(ctx, g.domain, false, "")
 			// The destination answers again: drain the spool, oldest first.
-			if err := e.cfg.Apply(ctx, &fsm.QueueOp{Op: fsm.OpRetry, Domain: g.domain, At: e.now().UnixNano()}); err != nil {
+			if _, err := RetryInChunks(ctx, e.cfg.Store, e.cfg.Apply, fsm.MessageFilter{Domain: g.domain}, e.now()); err != nil {
 				e.cfg.Logger.Warn("cannot schedule the drain", "domain", g.domain, "err", err)
 			}
 		case !anyDelivered && lastTemp != nil && !g.spooling:
@@ -533,7 +538,9 @@ func (e *Engine) waitForProbe(ctx context.Context, ws []work, at time.Time) {
 // failed probe's answer without dialing: while a destination is down the
 // engine knocks once, gently, instead of pushing the whole queue at it.
 func (e *Engine) deferDomain(ctx context.Context, g *group, rep outbound.Reply) {
-	due, err := e.cfg.Store.Due(e.now().UnixNano(), 100000)
+	// A bounded share per probe keeps memory flat with a large spool; the
+	// rest is rescheduled by the following passes.
+	due, err := e.cfg.Store.Due(e.now().UnixNano(), 5000)
 	if err != nil {
 		return
 	}
@@ -560,7 +567,7 @@ func (e *Engine) deferDomain(ctx context.Context, g *group, rep outbound.Reply) 
 		}
 		ws = appendWork(ws, m, d.Recipient)
 	}
-	for len(ws) > 0 {
+	for len(ws) > 0 && ctx.Err() == nil {
 		n := min(len(ws), 500)
 		e.settle(ctx, ws[:n], rep, false, true)
 		ws = ws[n:]

@@ -137,8 +137,23 @@ func (e *Engine) sendNotice(ctx context.Context, j dsnJob, at time.Time) error {
 		Recipients: []fsm.Recipient{{Address: m.From, Domain: domainOf(m.From)}},
 		ReceivedAt: at.UnixNano(), Helo: e.cfg.Hostname,
 	}
-	if err := e.cfg.Spool(ctx, cmd, data); err != nil {
-		return err
+	var notified *fsm.DelayNotified
+	if j.kind == kindDelayed {
+		notified = &fsm.DelayNotified{ID: m.ID, Recipients: j.rcpts}
+	}
+	switch {
+	case notified != nil && e.cfg.SpoolNotice != nil:
+		// The notice and the mark commit together (fsm.NoticeAdd): a
+		// leader lost between two separate commits let the next one send
+		// the notice again.
+		if err := e.cfg.SpoolNotice(ctx, cmd, notified, data); err != nil {
+			return err
+		}
+		notified = nil
+	default:
+		if err := e.cfg.Spool(ctx, cmd, data); err != nil {
+			return err
+		}
 	}
 	status := map[noticeKind]string{kindFailed: "failure-notice", kindDelayed: "delay-notice", kindRelayed: "relay-notice"}[j.kind]
 	var rcpts []string
@@ -147,8 +162,8 @@ func (e *Engine) sendNotice(ctx context.Context, j dsnJob, at time.Time) error {
 	}
 	e.cfg.Log(msglog.Entry{At: at.UnixNano(), Kind: msglog.KindNotice, Status: status, QueueID: m.ID, From: m.From,
 		To: rcpts, Detail: "notice " + cmd.ID + " to <" + m.From + ">"})
-	if j.kind == kindDelayed {
-		return e.cfg.Apply(ctx, &fsm.DelayNotified{ID: m.ID, Recipients: j.rcpts})
+	if notified != nil {
+		return e.cfg.Apply(ctx, notified)
 	}
 	return nil
 }
