@@ -65,6 +65,8 @@ type proc struct {
 	extra   []string
 
 	cleanupSet bool
+	// logStart is where this launch's lines begin in node.log.
+	logStart int64
 }
 
 func newProc(t *testing.T, extra ...string) *proc {
@@ -90,6 +92,9 @@ func (p *proc) launch() {
 		p.t.Fatal(err)
 	}
 	p.log = f
+	if fi, err := f.Stat(); err == nil {
+		p.logStart = fi.Size()
+	}
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
@@ -126,12 +131,30 @@ func (p *proc) start() {
 	p.waitHealthy()
 }
 
+// exitedOnBusyPort reports whether the node stopped because a port picked
+// for it was taken meanwhile by another process on this machine; the
+// caller then moves it to fresh ports.
+func (p *proc) exitedOnBusyPort() bool {
+	if p.cmd == nil || p.cmd.ProcessState != nil {
+		return false
+	}
+	// A node that cannot bind logs this and exits at once.
+	b, _ := os.ReadFile(filepath.Join(p.dataDir, "node.log"))
+	if int64(len(b)) < p.logStart {
+		return false
+	}
+	return strings.Contains(string(b[p.logStart:]), "address already in use")
+}
+
 // waitHealthy waits until the node can take mail and its API accepts the
 // operator token (the leader stores the token just after the election).
 func (p *proc) waitHealthy() {
 	p.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		if p.exitedOnBusyPort() {
+			break
+		}
 		req, _ := http.NewRequest("GET", "http://"+p.http+"/api/v1/status", nil)
 		req.Header.Set("Authorization", "Bearer "+p.token)
 		resp, err := http.DefaultClient.Do(req)
@@ -148,6 +171,14 @@ func (p *proc) waitHealthy() {
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if p.exitedOnBusyPort() {
+		p.cmd.Wait()
+		p.smtp, p.http = freePort(p.t), freePort(p.t)
+		p.t.Logf("node %s: a port was taken by another process; restarting on fresh ports", p.id)
+		p.launch()
+		p.waitHealthy()
+		return
 	}
 	p.t.Fatal("node did not become healthy within 30s")
 }

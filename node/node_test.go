@@ -119,8 +119,12 @@ func TestBlobCollection(t *testing.T) {
 		return h
 	}
 	kept := write("referenced body")
-	if err := n.Apply(ctx, &fsm.SpoolAdd{ID: "Q1", From: "a@example.net", BlobHash: kept, Size: 15, ReceivedAt: 1,
+	// Held, so the delivery engine leaves it alone while the test looks.
+	if err := n.Apply(ctx, &fsm.SpoolAdd{ID: "Q1", From: "a@example.net", BlobHash: kept, Size: 15, ReceivedAt: time.Now().UnixNano(),
 		Recipients: []fsm.Recipient{{Address: "u@customer.test", Domain: "customer.test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Apply(ctx, &fsm.QueueOp{Op: fsm.OpHold, IDs: []string{"Q1"}, At: 1}); err != nil {
 		t.Fatal(err)
 	}
 	orphan := write("never committed")
