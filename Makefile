@@ -92,7 +92,8 @@ box-test:
 # faults against a real three-node cluster in network namespaces under
 # load, and a checker of every reply and every delivery. Needs root and
 # iproute2 (CI has both). SEED=n replays a campaign (scenario i uses seed
-# n+i); SCENARIOS and DURATION size it. `make test` runs a short form.
+# n+i); SCENARIOS and DURATION size it. LIFELINE_CHAOS_SHORT=1 with
+# `go test ./e2e -run TestChaos` runs the 3-scenario short form.
 SCENARIOS ?= 20
 DURATION ?= 60s
 .PHONY: chaos

@@ -49,6 +49,10 @@ type chaosArrival struct {
 	OK   bool
 	At   time.Time
 	File string
+	// Empty: smtp-sink created the dump and wrote nothing, because the
+	// transaction never got to its end (a RCPT refused by the 4xx fault,
+	// the server stopped): not an arrival.
+	Empty bool
 }
 
 // chaosDSN is one notice that reached the senders' domain.
@@ -58,6 +62,11 @@ type chaosDSN struct {
 	Num     int    // from the returned headers; -1 when absent
 	At      time.Time
 	File    string
+	// Sum identifies the notice as composed: two copies with the same sum
+	// are one notice delivered twice (a leader lost between delivering it
+	// and recording the delivery; its successor delivers it again after
+	// the lease, as for any message), not a second notice.
+	Sum string
 }
 
 // chaosReport is what one scenario proved.
@@ -81,8 +90,12 @@ type chaosReport struct {
 	DelayDSNs  int
 	FailedDSNs int
 	EarlyDSNs  int
-	TwiceDSNs  int
-	Violations []string
+	// TwiceDSNs: a notice decided and composed twice. Must be 0.
+	TwiceDSNs int
+	// DSNRedelivered: extra copies of one composed notice, the
+	// at-least-once duplicates of a change of leader mid-delivery.
+	DSNRedelivered int
+	Violations     []string
 
 	LongestUnavailable time.Duration // longest time without any 250 while the load ran
 	LongestLeaderless  time.Duration
@@ -125,7 +138,7 @@ func chaosCheck(txns []chaosTxn, arrivals []chaosArrival, dsns []chaosDSN, delay
 		return false
 	}
 	for _, a := range arrivals {
-		if (a.Num < 0 || !a.OK) && cut(a) {
+		if a.Empty || ((a.Num < 0 || !a.OK) && cut(a)) {
 			r.ServerCut++
 			continue
 		}
@@ -180,6 +193,7 @@ func chaosCheck(txns []chaosTxn, arrivals []chaosArrival, dsns []chaosDSN, delay
 	}
 
 	seen := map[string]int{}
+	sums := map[string]string{}
 	for _, d := range dsns {
 		x, ok := byQueueID[d.QueueID]
 		if !ok && d.Num >= 0 {
@@ -189,10 +203,15 @@ func chaosCheck(txns []chaosTxn, arrivals []chaosArrival, dsns []chaosDSN, delay
 		if d.QueueID == "" {
 			key = fmt.Sprintf("%s/#%d", d.Kind, d.Num)
 		}
+		if first, ok := sums[key]; ok && d.Sum != "" && d.Sum == first {
+			r.DSNRedelivered++
+			continue
+		}
+		sums[key] = d.Sum
 		seen[key]++
 		if seen[key] == 2 {
 			r.TwiceDSNs++
-			r.violate("notice %s went out twice (%s)", key, d.File)
+			r.violate("notice %s was composed and sent twice (%s)", key, d.File)
 		}
 		switch d.Kind {
 		case "D":
@@ -312,8 +331,10 @@ func chaosParseArrival(scenario int, raw []byte) (num int, ok bool) {
 }
 
 // chaosParseDSN reads one notice from the senders' domain's sink.
-func chaosParseDSN(scenario int, raw []byte) (queueID, kind string, num int) {
+func chaosParseDSN(scenario int, raw []byte) (queueID, kind string, num int, sum string) {
 	msg := stripSinkHeaders(raw)
+	h := sha256.Sum256(msg)
+	sum = hex.EncodeToString(h[:])
 	num = -1
 	head, _, _ := bytes.Cut(msg, []byte("\n\n"))
 	if m := chaosMsgIDRe.FindSubmatch(head); m != nil {
@@ -327,7 +348,7 @@ func chaosParseDSN(scenario int, raw []byte) (queueID, kind string, num int) {
 			num, _ = strconv.Atoi(string(m[2]))
 		}
 	}
-	return queueID, kind, num
+	return queueID, kind, num, sum
 }
 
 // chaosReadDumps returns every dump file in dir with its modification time.
@@ -373,12 +394,13 @@ func TestChaosCheckerFindsViolations(t *testing.T) {
 	}
 	dsns := []chaosDSN{
 		{QueueID: "Q1", Kind: "D", Num: 1, At: at(0.5), File: "early"},
-		{QueueID: "Q6", Kind: "D", Num: 6, At: at(40), File: "on time"},
-		{QueueID: "Q6", Kind: "D", Num: 6, At: at(41), File: "twice"},
+		{QueueID: "Q6", Kind: "D", Num: 6, At: at(40), File: "on time", Sum: "a"},
+		{QueueID: "Q6", Kind: "D", Num: 6, At: at(41), File: "the same notice again", Sum: "a"},
+		{QueueID: "Q6", Kind: "D", Num: 6, At: at(42), File: "composed twice", Sum: "b"},
 	}
 	r := chaosCheck(txns, arrivals, dsns, 30*time.Second, nil)
 	want := chaosReport{Sent: 6, Acked: 3, Refused: 2, Unanswered: 1, Lost: 2, Phantoms: 1, UnansweredDelivered: 1,
-		Duplicates: 1, Corrupt: 1, Strangers: 1, DelayDSNs: 3, EarlyDSNs: 1, TwiceDSNs: 1}
+		Duplicates: 1, Corrupt: 1, Strangers: 1, DelayDSNs: 3, EarlyDSNs: 1, TwiceDSNs: 1, DSNRedelivered: 1}
 	got := r
 	got.Violations = nil
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -396,8 +418,9 @@ func TestChaosCheckerFindsViolations(t *testing.T) {
 	}
 	// A dump the server left empty when the campaign stopped it is not a
 	// stranger.
-	r = chaosCheck(txns[:1], []chaosArrival{{Num: 1, OK: true, At: at(1)}, {Num: -1, At: at(10)}}, nil, time.Minute, []time.Time{at(10.5)})
-	if r.ServerCut != 1 || len(r.Violations) != 0 {
+	r = chaosCheck(txns[:1], []chaosArrival{{Num: 1, OK: true, At: at(1)}, {Num: -1, At: at(10)}, {Num: -1, Empty: true, At: at(30)}},
+		nil, time.Minute, []time.Time{at(10.5)})
+	if r.ServerCut != 2 || len(r.Violations) != 0 {
 		t.Errorf("a dump cut by the server's stop: %+v", r)
 	}
 
@@ -412,7 +435,7 @@ func TestChaosCheckerFindsViolations(t *testing.T) {
 		t.Fatalf("a damaged arrival parsed as %d %v", num, ok)
 	}
 	dsn := "X-Client-Addr: 10.213.7.2\nReceived: from n2\n\tby smtp-sink\n\tdate\nMessage-ID: <01ABC.D@n2.lifeline.test>\nSubject: Delayed Mail\n\nbody\nX-Chaos-Id: 7-42\n\n"
-	if q, k, n := chaosParseDSN(7, []byte(dsn)); q != "01ABC" || k != "D" || n != 42 {
+	if q, k, n, sum := chaosParseDSN(7, []byte(dsn)); q != "01ABC" || k != "D" || n != 42 || sum == "" {
 		t.Fatalf("parsed notice %q %q %d", q, k, n)
 	}
 }

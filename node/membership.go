@@ -151,6 +151,9 @@ func (n *Node) reconcile(deadSince map[string]time.Time) {
 		if addr, ok := inRaft[m.Name]; ok && addr == m.Meta.RaftAddr {
 			continue
 		}
+		if _, ok := inRaft[m.Name]; !ok && n.recentlyRemoved(m.Name) {
+			continue
+		}
 		n.logger.Info("adding voter", "id", m.Name, "raft", m.Meta.RaftAddr)
 		if err := n.cluster.AddVoter(cluster.Peer{ID: m.Name, Address: m.Meta.RaftAddr}); err != nil {
 			n.logger.Warn("cannot add voter", "id", m.Name, "err", err)
@@ -211,8 +214,27 @@ func (n *Node) TransferLeadership(to string) error {
 	return fmt.Errorf("no such server: %s", to)
 }
 
-// RemoveServer takes a node out of the voters for good.
-func (n *Node) RemoveServer(id string) error { return n.cluster.RemoveServer(id) }
+// RemoveServer takes a node out of the voters for good. Gossip may still
+// count the node alive for a few seconds after it stopped; the reconcile
+// loop leaves it out meanwhile instead of adding it straight back.
+func (n *Node) RemoveServer(id string) error {
+	if err := n.cluster.RemoveServer(id); err != nil {
+		return err
+	}
+	n.removedMu.Lock()
+	n.removed[id] = time.Now()
+	n.removedMu.Unlock()
+	return nil
+}
+
+// recentlyRemoved reports whether an operator removed id in the last ten
+// minutes.
+func (n *Node) recentlyRemoved(id string) bool {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	at, ok := n.removed[id]
+	return ok && time.Since(at) < 10*time.Minute
+}
 
 // Snapshot writes a Raft snapshot of this node's state now.
 func (n *Node) Snapshot() (time.Duration, error) {

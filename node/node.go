@@ -41,6 +41,9 @@ type Node struct {
 	engineMu sync.Mutex
 	engine   *delivery.Engine
 
+	removedMu sync.Mutex
+	removed   map[string]time.Time
+
 	security    *cluster.Security
 	gossip      *gossip.Gossip
 	reconcileCh chan struct{}
@@ -75,7 +78,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: a data directory is required")
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), reconcileCh: make(chan struct{}, 1),
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), reconcileCh: make(chan struct{}, 1), removed: map[string]time.Time{},
 		clock: newClusterClock(cfg.Now), alertWake: make(chan struct{}, 1), smsWake: make(chan struct{}, 1)}
 	ok := false
 	defer func() {

@@ -98,6 +98,17 @@ dd if=/usr/lib/EXTLINUX/mbr.bin of="$raw" bs=440 count=1 conv=notrunc status=non
 printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((part_start & 255)) $((part_start >> 8 & 255)) $((part_start >> 16 & 255)) $((part_start >> 24 & 255)))" |
 	dd of="$part" bs=1 seek=$((0x1C)) count=4 conv=notrunc status=none
 
+# A last check of the unmounted file system; right after umount the loop
+# device can still be busy for a moment.
+fsck_root() {
+	sync
+	for _ in 1 2 3 4 5; do
+		e2fsck -fp "$part" >/dev/null 2>&1 && return 0
+		sleep 1
+	done
+	echo "note: e2fsck could not check the root file system (device busy); it was unmounted cleanly" >&2
+}
+
 step "product image"
 umount "$mnt/var/cache/apt/archives"
 rm -rf "$mnt/tmp/"* "$mnt/var/lib/apt/lists/"*
@@ -106,7 +117,7 @@ sync
 umount "$mnt/dev/pts" "$mnt/dev" "$mnt/proc" "$mnt/sys" "$mnt/run"
 fstrim "$mnt" 2>/dev/null || true
 umount "$mnt"
-e2fsck -fp "$part" >/dev/null || true
+fsck_root
 qemu-img convert -c -O qcow2 "$raw" "$OUT_DIR/$IMAGE_NAME.qcow2"
 
 if [ "$VAGRANT_VARIANT" = 1 ]; then
@@ -114,6 +125,7 @@ if [ "$VAGRANT_VARIANT" = 1 ]; then
 	mount "$part" "$mnt"
 	mount -t proc proc "$mnt/proc"
 	mount --bind /dev "$mnt/dev"
+	mount --bind /dev/pts "$mnt/dev/pts"
 	mount -t tmpfs tmpfs "$mnt/run"
 	mkdir -p "$mnt/run/systemd/resolve" && cp -L /etc/resolv.conf "$mnt/run/systemd/resolve/stub-resolv.conf"
 	mount --bind "$CACHE_DIR/apt" "$mnt/var/cache/apt/archives"
@@ -123,10 +135,10 @@ if [ "$VAGRANT_VARIANT" = 1 ]; then
 	install -m 0755 "$here/scripts/vagrant-variant.sh" "$mnt/tmp/vagrant-variant.sh"
 	chroot "$mnt" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /bin/bash /tmp/vagrant-variant.sh
 	rm -rf "$mnt/tmp/"*
-	umount "$mnt/var/cache/apt/archives" "$mnt/run" "$mnt/dev" "$mnt/proc"
+	umount "$mnt/var/cache/apt/archives" "$mnt/run" "$mnt/dev/pts" "$mnt/dev" "$mnt/proc"
 	fstrim "$mnt" 2>/dev/null || true
 	umount "$mnt"
-	e2fsck -fp "$part" >/dev/null || true
+	fsck_root
 	qemu-img convert -c -O qcow2 "$raw" "$work/vagrant.qcow2"
 	step "vagrant box (libvirt)"
 	"$here/scripts/make-box.sh" "$work/vagrant.qcow2" "$OUT_DIR/$IMAGE_NAME-libvirt.box"
