@@ -81,7 +81,7 @@ validate-images:
 # Rolling upgrade across two builds, and backup save/restore (also part of
 # `make test`, which runs every e2e test).
 test-ops:
-	$(GO) test -race -count=1 -timeout 10m -run 'TestRollingUpgrade|TestBackupSaveRestoreIntoFreshNode' ./e2e/
+	LIFELINE_UPGRADE_TEST=1 $(GO) test -race -count=1 -timeout 10m -run 'TestRollingUpgrade|TestBackupSaveRestoreIntoFreshNode' ./e2e/
 
 # Boots the Vagrant box's disk under QEMU, logs in as vagrant, runs the
 # Vagrantfile's provisioner for one node and waits for /healthz 200.
