@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,10 +64,44 @@ func startCluster(t *testing.T, n int, extra ...string) []*proc {
 	for _, p := range procs {
 		p.launch()
 	}
+	// A port picked for a node can be taken by another process before the
+	// node binds it; such a node exits at once and is moved to fresh
+	// ports, while the others keep waiting for it to form the cluster.
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range procs {
+			if p.exitedOnBusyPort() {
+				p.cmd.Wait()
+				p.smtp, p.http, p.raft = freePort(t), freePort(t), freePort(t)
+				t.Logf("node %s: a port was taken by another process; restarting on fresh ports", p.id)
+				p.launch()
+			}
+		}
+		if ready(procs) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	for _, p := range procs {
 		p.waitHealthy()
 	}
 	return procs
+}
+
+// ready reports whether every node answers its API with the token and
+// has a leader.
+func ready(procs []*proc) bool {
+	for _, p := range procs {
+		hz, err := http.Get("http://" + p.http + "/healthz")
+		if err != nil {
+			return false
+		}
+		hz.Body.Close()
+		if hz.StatusCode != 200 {
+			return false
+		}
+	}
+	return true
 }
 
 func leaderProc(t *testing.T, procs []*proc) *proc {
