@@ -102,9 +102,8 @@ func TestChaos(t *testing.T) {
 		t.Skip("the fault campaign takes minutes; not under -short")
 	}
 	if os.Getenv("LIFELINE_CHAOS") == "" && os.Getenv("LIFELINE_CHAOS_SHORT") == "" {
-		// The short form finds duplicate delay notices after a leader is
-		// killed (issue 5, still open), so it is not part of make test
-		// until that is fixed; LIFELINE_CHAOS_SHORT=1 runs it.
+		// Not yet part of make test: the short form has not run clean in
+		// CI since the duplicate-notice fix; LIFELINE_CHAOS_SHORT=1 runs it.
 		t.Skip("fault campaign: run it with make chaos, or LIFELINE_CHAOS_SHORT=1 for the short form")
 	}
 	requireNetns(t)
@@ -318,6 +317,13 @@ func chaosPlan(seed int64, dur time.Duration) []chaosFault {
 	return plan
 }
 
+// chaosDiskSize is each node's tmpfs. A minute of load spools up to
+// 20,000 messages (about 250 MB of bodies, kept 15 minutes after they
+// retire) plus the Raft log, snapshots and the message log: 256 MB filled
+// up by itself in the first full run. tmpfs takes memory only as it is
+// written, and the disk-full fault fills the rest.
+const chaosDiskSize = "1g"
+
 // chaosSenders is how many SMTP clients send at once; enough that a few
 // stuck on an unreachable node do not starve the rest.
 const chaosSenders = 6
@@ -495,7 +501,7 @@ func (e *chaosEnv) startCluster(clusterKey string) error {
 		id := fmt.Sprintf("n%d", i+1)
 		ndir := filepath.Join(e.dir, id)
 		mnt := filepath.Join(ndir, "data")
-		if err := e.mountTmpfs(mnt, "256m"); err != nil {
+		if err := e.mountTmpfs(mnt, chaosDiskSize); err != nil {
 			return err
 		}
 		c := &chaosNode{env: e, mnt: mnt, clockFile: filepath.Join(ndir, "clock"), nsNode: &nsNode{
