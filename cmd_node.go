@@ -241,7 +241,9 @@ func runNode(args []string, stderr io.Writer) error {
 	}
 	if path := os.Getenv("LIFELINE_CPUPROFILE"); path != "" {
 		// For measuring the node under load (make bench); not a setting.
-		f, err := os.Create(path)
+		// "{id}" becomes the node ID, so the nodes of one cluster started
+		// with the same environment write separate profiles.
+		f, err := os.Create(strings.ReplaceAll(path, "{id}", cfg.ID))
 		if err != nil {
 			return err
 		}
