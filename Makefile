@@ -78,10 +78,11 @@ validate-images:
 	VAGRANT_DOTFILE_PATH=$$tmp/.vagrant LIFELINE_VAGRANT_SECRETS=$$tmp/secrets vagrant validate; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
-# Rolling upgrade across two builds, and backup save/restore (also part of
-# `make test`, which runs every e2e test).
+# Rolling upgrade across two builds (with the gate on new command types),
+# and backup save/restore; both are also part of `make test`, which runs
+# every e2e test.
 test-ops:
-	LIFELINE_UPGRADE_TEST=1 $(GO) test -race -count=1 -timeout 10m -run 'TestRollingUpgrade|TestBackupSaveRestoreIntoFreshNode' ./e2e/
+	$(GO) test -race -count=1 -timeout 10m -run 'TestRollingUpgrade|TestBackupSaveRestoreIntoFreshNode' ./e2e/
 
 # Boots the Vagrant box's disk under QEMU, logs in as vagrant, runs the
 # Vagrantfile's provisioner for one node and waits for /healthz 200.

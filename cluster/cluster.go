@@ -57,6 +57,11 @@ type Config struct {
 	// AppHandler answers application requests (op >= OpAppFirst) from
 	// peers; see Call.
 	AppHandler func(op byte, req []byte) ([]byte, error)
+	// Advertised returns, in a new map keyed by server ID, the command
+	// types each other node advertises (gossip metadata); a node left out
+	// counts as knowing no gated type. It is asked only before proposing
+	// a gated type (fsm.Gated); see CheckUpgraded.
+	Advertised func() map[string]fsm.TypeSet
 
 	// TrailingLogs and SnapshotThreshold override Raft's log compaction
 	// (tests use small values to force snapshot installs).
@@ -87,6 +92,9 @@ type Cluster struct {
 	logs      *raftboltdb.BoltStore
 	snaps     *raft.FileSnapshotStore
 	pool      *peerPool
+	// known is what this build can apply (fsm.KnownTypes), worked out
+	// once.
+	known fsm.TypeSet
 }
 
 // Start opens the stores, restores the state machine from the latest
@@ -115,7 +123,7 @@ func Start(cfg Config) (*Cluster, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, logger: cfg.Logger}
+	c := &Cluster{cfg: cfg, logger: cfg.Logger, known: fsm.KnownTypes()}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: cfg.LogOutput, Level: hclog.Info, JSONFormat: true})
 
 	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
@@ -257,7 +265,13 @@ func (c *Cluster) bootstrapSelf() error {
 // Apply commits one encoded command from any node: the leader applies it,
 // a follower forwards it to the leader. An error means the command may or
 // may not be committed; without a leader it fails at once.
+//
+// A command of a type that some server may not know is refused with
+// *UpgradeRequiredError before anything is proposed; see CheckUpgraded.
 func (c *Cluster) Apply(ctx context.Context, cmd []byte) (any, error) {
+	if err := c.checkUpgraded(cmd); err != nil {
+		return nil, err
+	}
 	if c.raft.State() == raft.Leader {
 		return c.applyLocal(ctx, cmd)
 	}
@@ -273,7 +287,8 @@ func (c *Cluster) Apply(ctx context.Context, cmd []byte) (any, error) {
 	err := c.pool.call(ctx, string(addr), opApply, cmd, nil, nil)
 	if err != nil {
 		var ve *fsm.ValidationError
-		if !errors.As(err, &ve) && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrTimeout) {
+		var ue *UpgradeRequiredError
+		if !errors.As(err, &ve) && !errors.As(err, &ue) && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrTimeout) {
 			// A broken connection after the request left: the leader may
 			// have committed it.
 			err = fmt.Errorf("%w: %v", ErrUnknown, err)
@@ -326,6 +341,10 @@ func mapRaftErr(err error) error {
 	}
 	return err
 }
+
+// KnownTypes is the set of command types this node's build can apply,
+// for its gossip metadata.
+func (c *Cluster) KnownTypes() fsm.TypeSet { return c.known }
 
 // HasLeader reports whether this node knows a leader right now.
 func (c *Cluster) HasLeader() bool {

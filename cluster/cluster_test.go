@@ -26,6 +26,9 @@ type testNode struct {
 	store *fsm.Store
 	blobs *blob.Store
 	c     *Cluster
+	// adv is what the node's gossip would report about the others'
+	// command types; nil reports nobody.
+	adv atomic.Pointer[map[string]fsm.TypeSet]
 }
 
 func freeAddr(t *testing.T) string {
@@ -57,6 +60,15 @@ func (n *testNode) start(t *testing.T) {
 		Now:      func() time.Time { return time.Now().Add(time.Duration(n.skew.Load())) },
 		Security: sec, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		TrailingLogs: 10, SnapshotThreshold: 50,
+		Advertised: func() map[string]fsm.TypeSet {
+			out := map[string]fsm.TypeSet{}
+			if m := n.adv.Load(); m != nil {
+				for id, s := range *m {
+					out[id] = s
+				}
+			}
+			return out
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,10 @@ const (
 	stUnknown    byte = 4
 	stError      byte = 5
 	stNotFound   byte = 6
+	// stUpgrade: the leader refused a command type some server may not
+	// know. A follower of an older release reads it as stError, which
+	// also commits nothing.
+	stUpgrade byte = 7
 )
 
 // maxHeader bounds any length-prefixed field read from a peer.
@@ -75,11 +79,14 @@ func readFrameLimit(r io.Reader, limit uint32) (byte, []byte, error) {
 
 func statusOf(err error) (byte, []byte) {
 	var ve *fsm.ValidationError
+	var ue *UpgradeRequiredError
 	switch {
 	case err == nil:
 		return stOK, nil
 	case errors.As(err, &ve):
 		return stValidation, []byte(ve.Msg)
+	case errors.As(err, &ue):
+		return stUpgrade, encodeUpgradeRequired(ue)
 	case errors.Is(err, ErrNoLeader):
 		return stNoLeader, []byte(err.Error())
 	case errors.Is(err, ErrTimeout):
@@ -106,6 +113,8 @@ func errorOf(st byte, msg []byte) error {
 		return ErrUnknown
 	case stNotFound:
 		return blob.ErrNotFound
+	case stUpgrade:
+		return decodeUpgradeRequired(msg)
 	}
 	return fmt.Errorf("cluster: peer: %s", msg)
 }
@@ -127,7 +136,10 @@ func (c *Cluster) serveRPC(conn net.Conn) {
 		switch op {
 		case opApply:
 			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ApplyTimeout)
-			_, err := c.applyLocal(ctx, hdr)
+			err := c.checkUpgraded(hdr)
+			if err == nil {
+				_, err = c.applyLocal(ctx, hdr)
+			}
 			cancel()
 			st, msg := statusOf(err)
 			err = writeFrame(bw, st, msg)

@@ -7,6 +7,7 @@ import (
 
 	"lifeline/cluster"
 	"lifeline/cluster/gossip"
+	"lifeline/fsm"
 )
 
 // Version is this release's name in gossip metadata.
@@ -29,6 +30,7 @@ func (n *Node) startGossip() error {
 		return err
 	}
 	n.gossip = g
+	n.gossipView.Store(g)
 	n.wg.Add(1)
 	go n.watchGossip()
 	return nil
@@ -37,6 +39,7 @@ func (n *Node) startGossip() error {
 func (n *Node) meta() gossip.Meta {
 	httpAddr, _ := cluster.AdvertiseAddr(n.HTTPAddr())
 	smtpAddr, _ := cluster.AdvertiseAddr(n.SMTPAddr())
+	known := n.cluster.KnownTypes()
 	return gossip.Meta{
 		RaftAddr:        n.cluster.LocalAddr(),
 		HTTPAddr:        httpAddr,
@@ -44,7 +47,38 @@ func (n *Node) meta() gossip.Meta {
 		Version:         Version,
 		BootstrapExpect: n.cfg.BootstrapExpect,
 		Formed:          n.cluster.HasState(),
+		Types:           string(known[:]),
 	}
+}
+
+// advertisedTypes is what every live peer says its build can apply, for
+// the cluster's upgrade check before a gated command type is proposed
+// (cluster.CheckUpgraded). A peer that gossip does not count alive is left
+// out: the metadata it last sent may predate a downgrade, and a node that
+// comes back without a type the log already holds could not start.
+func (n *Node) advertisedTypes() map[string]fsm.TypeSet {
+	out := map[string]fsm.TypeSet{}
+	g := n.gossipView.Load()
+	if g == nil {
+		return out
+	}
+	for _, m := range g.Members() {
+		if m.State != gossip.StateAlive {
+			continue
+		}
+		out[m.Name] = typesOf(m.Meta)
+	}
+	return out
+}
+
+// typesOf reads a member's advertised command types. A node of a release
+// before the field existed sends none and is taken to know the baseline,
+// which every release applies; so is one whose field cannot be read.
+func typesOf(m gossip.Meta) fsm.TypeSet {
+	if s, ok := fsm.ParseTypeSet([]byte(m.Types)); ok {
+		return s
+	}
+	return fsm.BaselineTypes()
 }
 
 // watchGossip turns membership events into a reconcile on the leader and

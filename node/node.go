@@ -47,6 +47,9 @@ type Node struct {
 	security    *cluster.Security
 	gossip      *gossip.Gossip
 	reconcileCh chan struct{}
+	// gossipView is gossip for the write path, which can run on a
+	// forwarded command before startGossip has set n.gossip.
+	gossipView atomic.Pointer[gossip.Gossip]
 
 	// blobLag counts spooled messages whose body this node lacks.
 	blobLag atomic.Int64
@@ -116,6 +119,7 @@ func Start(cfg Config) (*Node, error) {
 	n.cluster, err = cluster.Start(cluster.Config{
 		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, BootstrapExpect: expect,
 		FSM: n.fsm, Blobs: n.blobs, Now: cfg.Now, AppHandler: n.appHandler, MaxBlobSize: cfg.MaxMessageSize + 64<<10, Security: n.security,
+		Advertised:       n.advertisedTypes,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		Logger: n.logger, LogOutput: cfg.RaftLog,
 	})

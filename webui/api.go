@@ -336,9 +336,14 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, cmd any) bool {
 		return true
 	}
 	var ve *fsm.ValidationError
+	var ue *cluster.UpgradeRequiredError
 	switch {
 	case errors.As(err, &ve):
 		writeError(w, http.StatusBadRequest, ve.Msg)
+	case errors.As(err, &ue):
+		// Not a fault of the cluster and not worth retrying in a second:
+		// the change waits for the rolling upgrade to finish.
+		writeError(w, http.StatusConflict, "not available until the rolling upgrade completes: "+ue.Error())
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrUnknown):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "cluster cannot commit now: "+err.Error())

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -822,5 +823,63 @@ func TestExpectReadyPicksFirstNByName(t *testing.T) {
 	}
 	if _, ok := g.ExpectReady(0); ok {
 		t.Error("ExpectReady(0) true")
+	}
+}
+
+func TestMetaCommandTypes(t *testing.T) {
+	types := make([]byte, 32)
+	for i := range types {
+		types[i] = byte(i * 37) // 0x00, 0xff and everything between
+	}
+	types[31] = 0xff
+	m := Meta{
+		RaftAddr:        "[2001:db8::1234:5678]:7000",
+		HTTPAddr:        "[2001:db8::1234:5678]:8080",
+		SMTPAddr:        "[2001:db8::1234:5678]:25",
+		Version:         "v1.23.4-rc.1+g0123456789ab",
+		BootstrapExpect: 5,
+		Formed:          true,
+		Types:           string(types),
+	}
+	b, err := encodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without := m
+	without.Types = ""
+	bw, err := encodeMeta(without)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("metadata: %d bytes with the command types, %d without; memberlist allows %d", len(b), len(bw), memberlist.MetaMaxSize)
+	if len(b)-len(bw) > 37 || len(b) > 200 {
+		t.Errorf("command types cost %d bytes, %d in all", len(b)-len(bw), len(b))
+	}
+	got, err := decodeMeta(b)
+	if err != nil || got != m {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	// A node of an earlier release sends no types; they decode as empty,
+	// which the reader takes as "the baseline only".
+	got, err = decodeMeta(bw)
+	if err != nil || got != without || got.Types != "" {
+		t.Fatalf("without types: %+v, %v", got, err)
+	}
+	// A node of an earlier release reads a newer node's metadata with its
+	// own fields and skips the new key.
+	type oldWire struct {
+		RaftAddr        string `codec:"r,omitempty"`
+		HTTPAddr        string `codec:"h,omitempty"`
+		SMTPAddr        string `codec:"s,omitempty"`
+		Version         string `codec:"v,omitempty"`
+		BootstrapExpect int    `codec:"b,omitempty"`
+		Formed          bool   `codec:"f,omitempty"`
+	}
+	var old oldWire
+	if err := codec.NewDecoderBytes(b[1:], &codec.MsgpackHandle{}).Decode(&old); err != nil {
+		t.Fatalf("an older node cannot read the metadata: %v", err)
+	}
+	if old.RaftAddr != m.RaftAddr || old.Version != m.Version || !old.Formed {
+		t.Errorf("an older node reads %+v", old)
 	}
 }

@@ -21,6 +21,12 @@ type Meta struct {
 	// Formed: the node already belongs to a Raft cluster, so nodes that
 	// see it join that cluster instead of forming a new one.
 	Formed bool
+	// Types is the set of command types the node's build can apply, in
+	// the cluster layer's 32-byte bitmap form (fsm.TypeSet); gossip only
+	// carries it. It is empty from a node of a release before the field
+	// existed, which the reader takes as "the baseline only". A string
+	// rather than a slice keeps Meta comparable.
+	Types string
 }
 
 // metaFormatV1 leads the encoded metadata so a later node can change the
@@ -38,6 +44,8 @@ type wireMeta struct {
 	Version         string `codec:"v,omitempty"`
 	BootstrapExpect int    `codec:"b,omitempty"`
 	Formed          bool   `codec:"f,omitempty"`
+	// 32 raw bytes cost 37 on the wire with the key; hex would cost 69.
+	Types string `codec:"t,omitempty"`
 }
 
 // ErrMetaTooLarge is wrapped by the error Start and UpdateMeta return when the

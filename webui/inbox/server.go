@@ -306,6 +306,13 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	var ue *cluster.UpgradeRequiredError
+	if errors.As(err, &ue) {
+		// A feature of a newer release, used while some node still runs
+		// the older one: not busy, and not worth retrying in a moment.
+		s.errorPage(w, r, http.StatusConflict, "This is not available until every node of the cluster has been upgraded.")
+		return
+	}
 	s.logger.Warn("emergency inbox unavailable", "err", err)
 	w.Header().Set("Retry-After", "2")
 	s.errorPage(w, r, http.StatusServiceUnavailable, "The service is busy. Try again in a moment.")
