@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
 )
 
 // StateMachine is the FSM plus the one fact the cluster needs to start
@@ -126,7 +127,12 @@ func Start(cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, logger: cfg.Logger, known: fsm.KnownTypes()}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: cfg.LogOutput, Level: hclog.Info, JSONFormat: true})
 
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	// NoFreelistSync: without it every commit also rewrites the free page
+	// list, which in a log that is appended and truncated all day grows
+	// large; it is rebuilt by a scan when the file is opened instead.
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: &bolt.Options{
+		Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft log store: %w", err)
 	}
