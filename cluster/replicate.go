@@ -98,14 +98,10 @@ func (c *Cluster) pushBlob(ctx context.Context, addr, hash string) error {
 		return err
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	hdr := make([]byte, 64+8)
 	copy(hdr, hash)
-	binary.BigEndian.PutUint64(hdr[64:], uint64(info.Size()))
-	return c.pool.call(ctx, addr, opBlobPut, hdr, io.LimitReader(f, info.Size()), nil)
+	binary.BigEndian.PutUint64(hdr[64:], uint64(f.Size()))
+	return c.pool.call(ctx, addr, opBlobPut, hdr, f, nil)
 }
 
 // FetchBlob copies a body this node lacks from any peer that has it.

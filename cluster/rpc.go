@@ -191,12 +191,8 @@ func (c *Cluster) serveBlobGet(bw *bufio.Writer, hdr []byte) error {
 		return writeFrame(bw, st, msg)
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return writeFrame(bw, stError, []byte(err.Error()))
-	}
 	var size [8]byte
-	binary.BigEndian.PutUint64(size[:], uint64(info.Size()))
+	binary.BigEndian.PutUint64(size[:], uint64(f.Size()))
 	if err := writeFrame(bw, stOK, size[:]); err != nil {
 		return err
 	}

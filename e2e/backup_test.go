@@ -113,7 +113,7 @@ func TestBackupSaveRestoreIntoFreshNode(t *testing.T) {
 		if err := json.Unmarshal([]byte(fresh.mustCLI("admin", "queue", "show", id, "--json")), &m); err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(filepath.Join(fresh.dataDir, "blobs", m.Blob[:2], m.Blob))
+		b, err := fresh.storedBody(m.Blob)
 		sum := sha256.Sum256(b)
 		if err != nil || hex.EncodeToString(sum[:]) != m.Blob {
 			t.Errorf("body %s of %s not restored intact: %v", m.Blob, id, err)

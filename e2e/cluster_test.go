@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -321,13 +319,13 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	if len(queued) < total {
 		t.Fatalf("restarted node sees %d queued messages, want at least %d", len(queued), total)
 	}
+	var hashes []string
+	for _, m := range queued {
+		hashes = append(hashes, m.Blob)
+	}
 	waitFor(t, "every body on the restarted node", 30*time.Second, func() bool {
-		for _, m := range queued {
-			if _, err := os.Stat(filepath.Join(leader.dataDir, "blobs", m.Blob[:2], m.Blob)); err != nil {
-				return false
-			}
-		}
-		return true
+		have, err := leader.storedBodies(hashes)
+		return err == nil && have == len(hashes)
 	})
 
 	// The customer's server comes back: everything acknowledged arrives.

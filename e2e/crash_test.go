@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -58,7 +56,7 @@ func TestKillAfter250KeepsMessage(t *testing.T) {
 		strings.Join(m.Recipients[0].Notify, ",") != "FAILURE,DELAY" {
 		t.Fatalf("envelope changed: %+v", m)
 	}
-	stored, err := os.ReadFile(filepath.Join(p.dataDir, "blobs", m.Blob[:2], m.Blob))
+	stored, err := p.storedBody(m.Blob)
 	if err != nil {
 		t.Fatal(err)
 	}

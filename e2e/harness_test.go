@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lifeline/cluster/blob"
 )
 
 var binary string
@@ -191,6 +194,35 @@ func (p *proc) kill9() {
 }
 
 // cli runs `lifeline` against this node and returns stdout.
+// storedBody reads the body named hash from the node's own store on disk,
+// without asking the node (which would fetch a missing body from a peer).
+func (p *proc) storedBody(hash string) ([]byte, error) {
+	st, err := blob.Inspect(filepath.Join(p.dataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	r, err := st.Open(hash)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// storedBodies reports which of hashes the node's store holds.
+func (p *proc) storedBodies(hashes []string) (have int, err error) {
+	st, err := blob.Inspect(filepath.Join(p.dataDir, "blobs"))
+	if err != nil {
+		return 0, err
+	}
+	for _, h := range hashes {
+		if st.Has(h) {
+			have++
+		}
+	}
+	return have, nil
+}
+
 func (p *proc) cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

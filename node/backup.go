@@ -170,9 +170,7 @@ func (n *Node) WriteBackup(ctx context.Context, w io.Writer) (webui.BackupManife
 	man.Bodies = len(hashes)
 	for _, h := range hashes {
 		if f, err := n.blobs.Open(h); err == nil {
-			if info, err := f.Stat(); err == nil {
-				man.BodyBytes += info.Size()
-			}
+			man.BodyBytes += f.Size()
 			f.Close()
 		}
 	}
@@ -206,12 +204,9 @@ func (n *Node) WriteBackup(ctx context.Context, w io.Writer) (webui.BackupManife
 		if err != nil {
 			return man, err
 		}
-		info, err := f.Stat()
+		err = tw.WriteHeader(hdr(backupBlobDir+h, f.Size()))
 		if err == nil {
-			err = tw.WriteHeader(hdr(backupBlobDir+h, info.Size()))
-		}
-		if err == nil {
-			_, err = io.Copy(tw, io.LimitReader(f, info.Size()))
+			_, err = io.Copy(tw, f)
 		}
 		f.Close()
 		if err != nil {

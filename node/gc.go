@@ -53,6 +53,14 @@ func (n *Node) gcLoop() {
 			} else if removed > 0 {
 				n.logger.Info("removed retired message bodies", "count", removed)
 			}
+			// Retired bodies free their space when their whole segment
+			// goes; compaction covers segments kept by a few long-spooled
+			// messages.
+			if freed, err := n.blobs.Compact(); err != nil {
+				n.logger.Warn("blob compaction failed", "err", err)
+			} else if freed > 0 {
+				n.logger.Info("compacted message body segments", "freed_bytes", freed)
+			}
 		}
 	}
 }

@@ -429,5 +429,8 @@ func (n *Node) Close() error {
 	if n.msglog != nil {
 		n.msglog.Close()
 	}
+	if n.blobs != nil {
+		n.blobs.Close()
+	}
 	return nil
 }

@@ -128,14 +128,14 @@ func TestBlobCollection(t *testing.T) {
 		t.Fatal(err)
 	}
 	orphan := write("never committed")
-	fresh := write("just arrived")
-	old := time.Now().Add(-time.Hour)
-	for _, h := range []string{kept, orphan} {
-		os.Chtimes(n.blobs.Path(h), old, old)
-	}
-	removed, err := n.collectBlobs(time.Now())
+	// An hour on, the orphan is past its grace period.
+	removed, err := n.collectBlobs(time.Now().Add(time.Hour))
 	if err != nil || removed != 1 {
 		t.Fatalf("removed %d, err %v; want the one old orphan", removed, err)
+	}
+	fresh := write("just arrived")
+	if removed, err := n.collectBlobs(time.Now()); err != nil || removed != 0 {
+		t.Fatalf("removed %d young or referenced bodies, err %v", removed, err)
 	}
 	if n.blobs.Has(orphan) || !n.blobs.Has(kept) || !n.blobs.Has(fresh) {
 		t.Fatalf("kept: referenced %v, fresh %v; orphan gone %v", n.blobs.Has(kept), n.blobs.Has(fresh), !n.blobs.Has(orphan))
@@ -144,7 +144,7 @@ func TestBlobCollection(t *testing.T) {
 	if err := n.Apply(ctx, &fsm.QueueOp{Op: fsm.OpDelete, IDs: []string{"Q1"}, At: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if removed, _ := n.collectBlobs(time.Now()); removed != 1 || n.blobs.Has(kept) {
+	if removed, _ := n.collectBlobs(time.Now().Add(time.Hour)); removed != 2 || n.blobs.Has(kept) || n.blobs.Has(fresh) {
 		t.Fatalf("retired message's body not collected (removed %d)", removed)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"lifeline/cluster/blob"
 )
 
 // measurement runs the steps of one scale run in order.
@@ -519,13 +521,16 @@ func (m *measurement) join(ctx context.Context) error {
 }
 
 // missingBlobs returns the hashes whose body file does not exist yet.
+// missingBlobs reads the node's body store as it stands (without
+// changing it) and returns the hashes it lacks.
 func missingBlobs(dir string, hashes []string) []string {
+	st, err := blob.Inspect(dir)
+	if err != nil {
+		return hashes
+	}
 	out := hashes[:0]
 	for _, h := range hashes {
-		if len(h) < 2 {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, h[:2], h)); err != nil {
+		if len(h) >= 2 && !st.Has(h) {
 			out = append(out, h)
 		}
 	}
@@ -545,7 +550,7 @@ type dirSize struct {
 	Raft      int64 `json:"raft_bytes"` // raft.db and snapshots/
 	Snapshots int64 `json:"raft_snapshots_bytes"`
 	Blobs     int64 `json:"blobs_bytes"`
-	BlobFiles int   `json:"blob_files"`
+	BlobFiles int   `json:"blob_files"` // segment files
 	Total     int64 `json:"total_bytes"`
 	Disk      int64 `json:"disk_usage_bytes"` // allocated blocks, as du counts
 }
