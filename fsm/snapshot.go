@@ -123,7 +123,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if err := syncDir(s.path); err != nil {
 		return err
 	}
-	db, err := openBolt(s.path)
+	db, err := s.openBolt(s.path)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,22 +45,111 @@ var ErrClosed = errors.New("fsm: state store closed")
 // Store is the bbolt file that holds the replicated state of one node.
 type Store struct {
 	path string
+	opts Options
+	// setAside is where an untrustworthy store was moved on open.
+	setAside string
 
 	mu     sync.RWMutex // guards db against Restore swapping the file
 	db     *bolt.DB
 	failed error
 }
 
-// Open opens or creates the store file at path.
-func Open(path string) (*Store, error) {
+// Options choose how the store makes its writes durable.
+type Options struct {
+	// DeferSync skips the fdatasyncs of each applied batch. The Raft log
+	// is durable on a quorum before an entry is applied, so the store is
+	// a cache of it: what matters is that a store that may be torn is
+	// never trusted. A process that dies leaves its writes in the page
+	// cache, whole; only a crash of the kernel or the machine can lose
+	// them. So the store records the boot it has unsynced writes in, and
+	// a store left unsynced in an earlier boot is set aside on open: the
+	// node then rebuilds from the newest Raft snapshot and the log after
+	// it, which is what Raft does without a local store.
+	DeferSync bool
+	// BootID names the running kernel's boot (default: read
+	// /proc/sys/kernel/random/boot_id).
+	BootID func() (string, error)
+}
+
+// Open opens or creates the store file at path, syncing every commit.
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith opens or creates the store file at path.
+func OpenWith(path string, opts Options) (*Store, error) {
+	if opts.BootID == nil {
+		opts.BootID = kernelBootID
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
+	s := &Store{path: path, opts: opts}
+	if opts.DeferSync {
+		if err := s.checkBoot(); err != nil {
+			return nil, err
+		}
+	}
+	db, err := s.openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	return s, nil
+}
+
+// SetAside returns where Open moved a store that a crash of the machine
+// may have torn, or "" if it did not.
+func (s *Store) SetAside() string { return s.setAside }
+
+func kernelBootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b)), err
+}
+
+// bootMark is the file that says in which boot the store last had
+// unsynced writes; it is absent after a clean close.
+func (s *Store) bootMark() string { return s.path + ".boot" }
+
+// checkBoot sets aside a store that had unsynced writes in an earlier
+// boot, then marks the store as having them in this one.
+func (s *Store) checkBoot() error {
+	boot, err := s.opts.BootID()
+	if err != nil || boot == "" {
+		return fmt.Errorf("fsm: cannot tell which boot this is, so cannot defer syncs safely: %v", err)
+	}
+	if b, err := os.ReadFile(s.bootMark()); err == nil && strings.TrimSpace(string(b)) != boot {
+		aside := fmt.Sprintf("%s.unsafe-%d", s.path, time.Now().Unix())
+		if err := os.Rename(s.path, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("fsm: set aside a store left unsynced by a crash: %w", err)
+		}
+		if _, err := os.Stat(aside); err == nil {
+			s.setAside = aside
+		}
+	}
+	if err := os.WriteFile(s.bootMark(), []byte(boot+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := syncFile(s.bootMark()); err != nil {
+		return err
+	}
+	return syncDir(s.path)
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func (s *Store) openBolt(path string) (*bolt.DB, error) {
 	db, err := openBolt(path)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{path: path, db: db}, nil
+	db.NoSync = s.opts.DeferSync
+	return db, nil
 }
 
 func openBolt(path string) (*bolt.DB, error) {
@@ -99,7 +189,19 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
+	var err error
+	if s.opts.DeferSync && s.failed == nil {
+		// Everything is on disk now: the mark can go, and a reboot
+		// before the next open does not cost a rebuild.
+		if err = s.db.Sync(); err == nil {
+			if err = os.Remove(s.bootMark()); err == nil {
+				err = syncDir(s.path)
+			}
+		}
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
 	s.db = nil
 	return err
 }

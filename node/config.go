@@ -66,6 +66,9 @@ type Config struct {
 	RaftLog io.Writer
 	// Now is the clock; tests inject a fake one.
 	Now func() time.Time
+	// BootID names the machine's current boot (default: the kernel's
+	// boot_id); tests inject one to play a power failure.
+	BootID func() (string, error)
 }
 
 func (c *Config) setDefaults() {

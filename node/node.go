@@ -91,8 +91,13 @@ func Start(cfg Config) (*Node, error) {
 	}()
 
 	var err error
-	if n.store, err = fsm.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+	// The state store is rebuilt from the Raft log after a crash of the
+	// machine, so it need not sync each commit (fsm.Options.DeferSync).
+	if n.store, err = fsm.OpenWith(filepath.Join(cfg.DataDir, "state.db"), fsm.Options{DeferSync: true, BootID: cfg.BootID}); err != nil {
 		return nil, err
+	}
+	if aside := n.store.SetAside(); aside != "" {
+		n.logger.Warn("the state store had unsynced writes when the machine went down; it was set aside and the state is rebuilt from the Raft snapshot and log", "set_aside", aside)
 	}
 	n.fsm = fsm.New(n.store, n.logger)
 	n.metrics = metrics.New(n)
