@@ -92,6 +92,11 @@ func TestGatedTypeRefusedUnlessEveryServerKnowsIt(t *testing.T) {
 		return err
 	}
 	leader, follower := leaderOf(nodes), followers(nodes)[0]
+	// The new leader's first entries commit on their own; wait for them
+	// so that any later movement of the index is this test's doing.
+	if err := leader.c.raft.Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
 	before := leader.c.Status().CommitIndex
 
 	// Nobody advertises the type.

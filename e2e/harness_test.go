@@ -66,6 +66,10 @@ type proc struct {
 	cmd     *exec.Cmd
 	log     *os.File
 	extra   []string
+	// bin, when set, is the binary this node runs instead of the one
+	// built for the tests (the next release, in the upgrade test); a
+	// restart on fresh ports keeps it.
+	bin string
 
 	cleanupSet bool
 	// logStart is where this launch's lines begin in node.log.
@@ -86,7 +90,11 @@ func (p *proc) launch() {
 	p.t.Helper()
 	args := append([]string{"node", "--id", p.id, "--data-dir", p.dataDir, "--smtp-addr", p.smtp,
 		"--http-addr", p.http, "--raft-addr", p.raft, "--gossip-addr", p.gossip, "--hostname", "mx.lifeline.test"}, p.extra...)
-	p.cmd = exec.Command(binary, args...)
+	bin := binary
+	if p.bin != "" {
+		bin = p.bin
+	}
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(append(os.Environ(), "LIFELINE_ADMIN_TOKEN="+p.token), p.env...)
 	os.MkdirAll(p.dataDir, 0o700)
 	logPath := filepath.Join(p.dataDir, "node.log")

@@ -292,29 +292,11 @@ func logLines(p *proc, msg string) []map[string]any {
 	return out
 }
 
-// launchWith starts p from the given binary, as proc.launch does.
+// launchWith starts p from the given binary from now on.
 func launchWith(p *proc, bin string) {
 	p.t.Helper()
-	args := append([]string{"node", "--id", p.id, "--data-dir", p.dataDir, "--smtp-addr", p.smtp,
-		"--http-addr", p.http, "--raft-addr", p.raft, "--gossip-addr", p.gossip, "--hostname", "mx.lifeline.test"}, p.extra...)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(append(os.Environ(), "LIFELINE_ADMIN_TOKEN="+p.token), p.env...)
-	f, err := os.OpenFile(filepath.Join(p.dataDir, "node.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.log = f
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	cmd := p.cmd
-	p.t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
+	p.bin = bin
+	p.launch()
 }
 
 // stop ends a node the way systemd does, with SIGTERM.
