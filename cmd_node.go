@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -239,6 +240,7 @@ func runNode(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	if path := os.Getenv("LIFELINE_CPUPROFILE"); path != "" {
 		// For measuring the node under load (make bench); not a setting.
 		// "{id}" becomes the node ID, so the nodes of one cluster started
@@ -266,4 +268,18 @@ func runNode(args []string, stderr io.Writer) error {
 	s := <-sig
 	cfg.Logger.Info("shutting down", "signal", s.String())
 	return n.Close()
+}
+
+// tuneGC trades memory for CPU where the operator has not chosen: a node's
+// live heap is small (the spool lives in bbolt, not in Go objects), so
+// collecting at 200% growth instead of 100% costs tens of MiB and gives
+// about a tenth more mail per second on a busy node (make bench); the soft
+// limit keeps the heap well inside an appliance's memory all the same.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(192 << 20)
+	}
 }
