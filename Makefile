@@ -89,12 +89,12 @@ test-ops:
 box-test:
 	vagrant/box-test.sh $(IMAGE_DIR)/lifeline-libvirt.box $(BIN)
 
-# The fault campaign (e2e/chaos_test.go, issue 5): randomized, combined
+# The fault campaign (e2e/chaos_test.go): randomized, combined
 # faults against a real three-node cluster in network namespaces under
 # load, and a checker of every reply and every delivery. Needs root and
 # iproute2 (CI has both). SEED=n replays a campaign (scenario i uses seed
-# n+i); SCENARIOS and DURATION size it. LIFELINE_CHAOS_SHORT=1 with
-# `go test ./e2e -run TestChaos` runs the 3-scenario short form.
+# n+i); SCENARIOS and DURATION size it. `make test` runs the
+# 3-scenario short form (`go test ./e2e -run TestChaos`).
 SCENARIOS ?= 20
 DURATION ?= 60s
 .PHONY: chaos
