@@ -93,6 +93,7 @@ type nodeFlags struct {
 	join           listFlag
 	transports     listFlag
 	maxSize        sizeFlag
+	minFree        sizeFlag
 	schedule       scheduleFlag
 	configFile     string
 	adminTokenFile string
@@ -122,6 +123,7 @@ func newNodeFlags(fs *flag.FlagSet) *nodeFlags {
 	fs.DurationVar(&f.cfg.DelayWarning, "delay-warning", 4*time.Hour, "send a delayed DSN after this long")
 	fs.DurationVar(&f.cfg.QueueLifetime, "queue-lifetime", 720*time.Hour, "bounce with a failed DSN after this long")
 	fs.Var(&f.maxSize, "max-message-size", "largest message accepted (default 50MiB)")
+	fs.Var(&f.minFree, "min-free-space", "below this much free space in the data dir, refuse new mail with 452 and report unhealthy (default 1.5 x max-message-size)")
 	fs.IntVar(&f.cfg.MaxRecipients, "max-recipients", 1000, "most recipients per message")
 	fs.Var(&f.transports, "transport", "DOMAIN=HOST:PORT route; repeatable; * is a smarthost")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -175,6 +177,7 @@ func (f *nodeFlags) finish(fs *flag.FlagSet, stderr io.Writer) (node.Config, err
 	cfg := f.cfg
 	cfg.Join = f.join
 	cfg.MaxMessageSize = int64(f.maxSize)
+	cfg.MinFreeSpace = int64(f.minFree)
 	cfg.RetrySchedule = f.schedule
 	cfg.Transports = map[string]string{}
 	for _, t := range f.transports {

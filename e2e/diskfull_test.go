@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +15,10 @@ import (
 )
 
 // A node whose disk is full cannot keep a promise, so it must not make
-// one: every message gets 451 4.3.0 and nothing is queued. Once space is
-// back, the same node takes mail again without a restart.
+// one. Below --min-free-space it refuses at MAIL with 452 4.3.1 and
+// /healthz says why; a transaction that began with room and whose body
+// finds the disk full gets 451 4.3.0. Nothing is queued either way, and
+// once space is back the same node takes mail again without a restart.
 func TestFullDiskAnswers451(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
@@ -25,7 +29,7 @@ func TestFullDiskAnswers451(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 
-	p := newProc(t)
+	p := newProc(t, "--min-free-space", "4MiB")
 	p.dataDir = filepath.Join(mnt, "node")
 	p.start()
 	p.mustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
@@ -34,6 +38,11 @@ func TestFullDiskAnswers451(t *testing.T) {
 	c.cmd("EHLO client.example.net", "250")
 	msg := "Subject: before\r\n\r\nhello\r\n"
 	queueID(t, c.send("a@example.net", []string{"u@customer.test"}, msg))
+	// A second session starts its transaction while there is room.
+	early := dialSMTP(t, p.smtp)
+	early.cmd("EHLO client.example.net", "250")
+	early.cmd("MAIL FROM:<a@example.net>", "250")
+	early.cmd("RCPT TO:<u@customer.test>", "250")
 
 	filler := filepath.Join(mnt, "filler")
 	f, err := os.Create(filler)
@@ -61,17 +70,43 @@ func TestFullDiskAnswers451(t *testing.T) {
 	// small message can still land in allocated space and then is safely
 	// stored, which is not what this test is about.
 	big := "Subject: during\r\n\r\n" + strings.Repeat(strings.Repeat("x", 900)+"\r\n", 80)
-	for i := 0; i < 3; i++ {
-		c.cmd("MAIL FROM:<a@example.net>", "250")
-		c.cmd("RCPT TO:<u@customer.test>", "250")
-		c.cmd("DATA", "354")
-		c.conn.Write([]byte(big + ".\r\n"))
-		if line := c.reply(); !strings.HasPrefix(line, "451 4.3.0") {
-			t.Fatalf("with the disk full, got %q, want 451 4.3.0", line)
+	early.cmd("DATA", "354")
+	early.conn.Write([]byte(big + ".\r\n"))
+	if line := early.reply(); !strings.HasPrefix(line, "451 4.3.0") {
+		t.Fatalf("body sent into a full disk: got %q, want 451 4.3.0", line)
+	}
+	// New transactions are refused before the body (the free space is
+	// measured once a second).
+	waitFor(t, "MAIL to be refused for want of space", 5*time.Second, func() bool {
+		line := c.cmd("MAIL FROM:<a@example.net>", "")
+		if strings.HasPrefix(line, "250") {
+			c.cmd("RSET", "250")
+			return false
 		}
+		if !strings.HasPrefix(line, "452 4.3.1") {
+			t.Fatalf("with the disk full, MAIL got %q, want 452 4.3.1", line)
+		}
+		return true
+	})
+	resp, err := http.Get("http://" + p.http + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hz, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(hz), "disk nearly full") {
+		t.Fatalf("healthz with the disk full: %d %q", resp.StatusCode, hz)
 	}
 
 	os.Remove(filler)
+	waitFor(t, "healthz 200 with space back", 15*time.Second, func() bool {
+		resp, err := http.Get("http://" + p.http + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	// A leader whose Raft log could not be written stepped down (the
 	// delivery engine may have tried to record an attempt while the disk
 	// was full); with space back it is elected again within moments, and

@@ -35,8 +35,12 @@ type Config struct {
 	DelayWarning   time.Duration
 	QueueLifetime  time.Duration
 	MaxMessageSize int64
-	MaxRecipients  int
-	Transports     map[string]string
+	// MinFreeSpace is the free space in DataDir below which the node
+	// takes no new mail and reports itself unhealthy (default 1.5 times
+	// MaxMessageSize).
+	MinFreeSpace  int64
+	MaxRecipients int
+	Transports    map[string]string
 
 	// Dialer and Resolver carry every outbound connection and lookup, so
 	// tests keep to loopback and never touch DNS.
@@ -77,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 50 << 20
+	}
+	if c.MinFreeSpace == 0 {
+		c.MinFreeSpace = c.MaxMessageSize + c.MaxMessageSize/2
 	}
 	if c.MaxRecipients == 0 {
 		c.MaxRecipients = 1000

@@ -47,6 +47,7 @@ type Node struct {
 	security    *cluster.Security
 	gossip      *gossip.Gossip
 	reconcileCh chan struct{}
+	disk        *diskGauge
 	// gossipView is gossip for the write path, which can run on a
 	// forwarded command before startGossip has set n.gossip.
 	gossipView atomic.Pointer[gossip.Gossip]
@@ -101,6 +102,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.fsm = fsm.New(n.store, n.logger)
 	n.metrics = metrics.New(n)
+	// A cache over a fact of this host, so the host's clock.
+	n.disk = &diskGauge{dir: cfg.DataDir, min: cfg.MinFreeSpace, now: time.Now, statfs: statfsFree}
 	if n.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 		return nil, err
 	}
@@ -249,6 +252,11 @@ func (n *Node) ClusterStatus() cluster.Status { return n.cluster.Status() }
 // cluster has a leader.
 func (n *Node) Healthy() error {
 	if err := n.store.Failed(); err != nil {
+		return err
+	}
+	// A full disk also costs the leader (its log cannot be written), so
+	// it is named first: it is the cause an operator can act on.
+	if err := n.disk.room(0); err != nil {
 		return err
 	}
 	if n.cluster.Status().Leader == "" {

@@ -20,6 +20,9 @@ func (q *mxQueue) Protected(domain string) (bool, error) {
 	return ok, err
 }
 
+// Room refuses a transaction the data directory has no room for.
+func (q *mxQueue) Room(size int64) error { return q.n.disk.room(size) }
+
 func (q *mxQueue) NewBlob() (smtp.BlobWriter, error) {
 	return q.n.blobs.Create()
 }

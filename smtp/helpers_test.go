@@ -29,7 +29,8 @@ type fakeQueue struct {
 	writeErr     error
 	commitErr    error
 	enqueueErr   error
-	enqueueBlock bool // Enqueue waits for its context to end
+	enqueueBlock bool  // Enqueue waits for its context to end
+	room         int64 // bytes of storage left; 0 means plenty
 
 	lookups []string            // every domain Protected was asked about
 	blobs   map[string][]byte   // committed blobs by hash
@@ -61,6 +62,15 @@ func (q *fakeQueue) Protected(domain string) (bool, error) {
 		return false, q.protectedErr
 	}
 	return q.protected[domain], nil
+}
+
+func (q *fakeQueue) Room(size int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.room != 0 && (size >= q.room || q.room < 1000) {
+		return errors.New("no room")
+	}
+	return nil
 }
 
 func (q *fakeQueue) NewBlob() (BlobWriter, error) {

@@ -67,3 +67,11 @@ type Queue interface {
 	// error is answered 451 4.3.0.
 	Enqueue(ctx context.Context, env *Envelope, hash string, size int64) error
 }
+
+// StorageGauge is implemented by a Queue that can tell, before the body is
+// sent, that it has no room to keep a message.
+type StorageGauge interface {
+	// Room returns an error when a message of size bytes (0 when the
+	// client declared none) cannot be stored now.
+	Room(size int64) error
+}

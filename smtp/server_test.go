@@ -213,6 +213,37 @@ func TestRecipientNormalisation(t *testing.T) {
 	c.cmd("MAIL FROM:<ü@example.org> SMTPUTF8", 250, "")
 }
 
+// A node short of disk refuses at MAIL with 452 4.3.1, before the body is
+// sent: for any message when it is nearly full, and for a declared SIZE
+// that would not fit. It takes mail again as soon as there is room.
+func TestNoRoomRefusedAtMail(t *testing.T) {
+	q := newFakeQueue(protected)
+	ts := startServer(t, q, nil)
+	c := ts.dial()
+	c.hello()
+	q.mu.Lock()
+	q.room = 5000
+	q.mu.Unlock()
+	c.cmd("MAIL FROM:<s@example.org> SIZE=6000", 452, "4.3.1")
+	c.cmd("MAIL FROM:<s@example.org> SIZE=100", 250, "")
+	c.cmd("RSET", 250, "")
+	q.mu.Lock()
+	q.room = 10 // nearly full: nothing fits
+	q.mu.Unlock()
+	c.cmd("MAIL FROM:<s@example.org>", 452, "4.3.1")
+	c.cmd("RCPT TO:<u@protected.test>", 502, "5.5.1") // no transaction began
+	q.mu.Lock()
+	q.room = 0
+	q.mu.Unlock()
+	c.startTx("s@example.org", "u@protected.test")
+	if code, _ := c.data("Subject: room again\r\n\r\nhi\r\n.\r\n"); code != 250 {
+		t.Fatalf("with room again: %d", code)
+	}
+	if n := len(q.messages()); n != 1 {
+		t.Fatalf("%d messages queued, want 1", n)
+	}
+}
+
 func TestOversize(t *testing.T) {
 	q := newFakeQueue(protected)
 	ts := startServer(t, q, func(c *Config) { c.MaxMessageBytes = 1000 })

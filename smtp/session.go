@@ -93,6 +93,15 @@ func (s *session) mail(from string, opts *gosmtp.MailOptions) error {
 	if err := checkSender(from, opts.UTF8); err != nil {
 		return err
 	}
+	// RFC 1870 §6.1: insufficient storage for the declared size (or, with
+	// none declared, for any message) is a 452 at MAIL, before the client
+	// sends the body; RFC 3463 §3.4 calls it 4.3.1, mail system full.
+	if g, ok := s.srv.cfg.Queue.(StorageGauge); ok {
+		if err := g.Room(opts.Size); err != nil {
+			return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 3, 1},
+				Message: "Error: insufficient system storage, try again later"}
+		}
+	}
 	if s.raw != nil {
 		s.raw.endData()
 	}
