@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"lifeline/cluster"
@@ -170,56 +172,103 @@ func (n *Node) reconcile(deadSince map[string]time.Time) {
 	if err != nil {
 		return
 	}
-	members := map[string]gossip.Member{}
-	for _, m := range n.gossip.Members() {
-		members[m.Name] = m
-	}
 	inRaft := map[string]string{}
 	for _, s := range servers {
 		inRaft[string(s.ID)] = string(s.Address)
 	}
-	for _, m := range members {
+	plan := planReconcile(reconcileInput{
+		self: n.cfg.ID, servers: inRaft, members: n.gossip.Members(), deadSince: deadSince,
+		recentlyRemoved: n.recentlyRemoved, now: time.Now(), removeFailedAfter: n.cfg.RemoveFailedAfter,
+	})
+	for _, p := range plan.add {
+		n.logger.Info("adding voter", "id", p.ID, "raft", p.Address)
+		if err := n.cluster.AddVoter(p); err != nil {
+			n.logger.Warn("cannot add voter", "id", p.ID, "err", err)
+		}
+	}
+	for _, r := range plan.remove {
+		if r.left {
+			n.logger.Info("removing server that left", "id", r.id)
+		} else {
+			n.logger.Warn("removing server that failed", "id", r.id, "down_since", deadSince[r.id])
+		}
+		if err := n.cluster.RemoveServer(r.id); err != nil {
+			n.logger.Warn("cannot remove server", "id", r.id, "err", err)
+		}
+	}
+}
+
+type reconcileInput struct {
+	self    string
+	servers map[string]string // Raft configuration: ID to Raft address
+	members []gossip.Member
+	// deadSince remembers, across rounds, since when each server has not
+	// been alive in gossip; planReconcile updates it.
+	deadSince         map[string]time.Time
+	recentlyRemoved   func(id string) bool
+	now               time.Time
+	removeFailedAfter time.Duration
+}
+
+type removal struct {
+	id   string
+	left bool // said goodbye, rather than failed
+}
+
+type reconcilePlan struct {
+	add    []cluster.Peer
+	remove []removal
+}
+
+// planReconcile decides how the Raft configuration follows gossip: an
+// alive member that is not a voter (or moved its Raft address) is added;
+// a server that left gracefully is removed at once; one that failed is
+// removed only after removeFailedAfter (0: never), since a node that is
+// rebooting or cut off for a while should come back as the voter it was.
+// A server the operator just removed is not added straight back while
+// gossip still counts it alive.
+func planReconcile(in reconcileInput) reconcilePlan {
+	var plan reconcilePlan
+	members := map[string]gossip.Member{}
+	for _, m := range in.members {
+		members[m.Name] = m
+	}
+	for _, m := range in.members {
 		if m.State != gossip.StateAlive || m.Meta.RaftAddr == "" {
 			continue
 		}
-		if addr, ok := inRaft[m.Name]; ok && addr == m.Meta.RaftAddr {
+		addr, ok := in.servers[m.Name]
+		if ok && addr == m.Meta.RaftAddr {
 			continue
 		}
-		if _, ok := inRaft[m.Name]; !ok && n.recentlyRemoved(m.Name) {
+		if !ok && in.recentlyRemoved != nil && in.recentlyRemoved(m.Name) {
 			continue
 		}
-		n.logger.Info("adding voter", "id", m.Name, "raft", m.Meta.RaftAddr)
-		if err := n.cluster.AddVoter(cluster.Peer{ID: m.Name, Address: m.Meta.RaftAddr}); err != nil {
-			n.logger.Warn("cannot add voter", "id", m.Name, "err", err)
-		}
+		plan.add = append(plan.add, cluster.Peer{ID: m.Name, Address: m.Meta.RaftAddr})
 	}
-	now := time.Now()
-	for id := range inRaft {
-		if id == n.cfg.ID {
+	for id := range in.servers {
+		if id == in.self {
 			continue
 		}
 		m, known := members[id]
 		switch {
 		case known && m.State == gossip.StateAlive:
-			delete(deadSince, id)
+			delete(in.deadSince, id)
 			continue
 		case known && m.State == gossip.StateLeft:
-			n.logger.Info("removing server that left", "id", id)
-			if err := n.cluster.RemoveServer(id); err != nil {
-				n.logger.Warn("cannot remove server", "id", id, "err", err)
-			}
+			plan.remove = append(plan.remove, removal{id: id, left: true})
 			continue
 		}
-		if _, ok := deadSince[id]; !ok {
-			deadSince[id] = now
+		if _, ok := in.deadSince[id]; !ok {
+			in.deadSince[id] = in.now
 		}
-		if n.cfg.RemoveFailedAfter > 0 && now.Sub(deadSince[id]) >= n.cfg.RemoveFailedAfter {
-			n.logger.Warn("removing server that failed", "id", id, "down_since", deadSince[id])
-			if err := n.cluster.RemoveServer(id); err != nil {
-				n.logger.Warn("cannot remove server", "id", id, "err", err)
-			}
+		if in.removeFailedAfter > 0 && in.now.Sub(in.deadSince[id]) >= in.removeFailedAfter {
+			plan.remove = append(plan.remove, removal{id: id})
 		}
 	}
+	slices.SortFunc(plan.add, func(a, b cluster.Peer) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(plan.remove, func(a, b removal) int { return strings.Compare(a.id, b.id) })
+	return plan
 }
 
 // Members is the gossip view, for the status page.
