@@ -21,6 +21,11 @@ func TestOperatorTransferAndRemove(t *testing.T) {
 			follower = p
 		}
 	}
+	// A write through a follower answers with what was written: the
+	// follower waits until its own state shows the commit.
+	if out := follower.mustCLI("admin", "domain", "add", "early.test", "--destination", "127.0.0.1:2"); strings.TrimSpace(out) != "early.test -> 127.0.0.1:2" {
+		t.Fatalf("domain add through a follower printed %q", out)
+	}
 	out := follower.mustCLI("admin", "cluster", "transfer", "--to", follower.id)
 	if !strings.Contains(out, "transferred") {
 		t.Fatalf("transfer: %s", out)

@@ -327,11 +327,13 @@ func (s *Server) putDomain(w http.ResponseWriter, r *http.Request, req DomainReq
 	writeJSON(w, code, d)
 }
 
-// apply commits a command and answers the failure itself.
+// apply commits a command and answers the failure itself. It returns once
+// this node's state shows the commit, so a handler that reads back what it
+// wrote (the domain just added, on a follower) sees it.
 func (s *Server) apply(w http.ResponseWriter, r *http.Request, cmd any) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	err := s.b.Apply(ctx, cmd)
+	err := s.b.ApplyVisible(ctx, cmd)
 	if err == nil {
 		return true
 	}

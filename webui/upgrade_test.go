@@ -21,6 +21,8 @@ func (notUpgraded) Apply(context.Context, any) error {
 	return &cluster.UpgradeRequiredError{Type: 36, Node: "n3"}
 }
 
+func (u notUpgraded) ApplyVisible(ctx context.Context, cmd any) error { return u.Apply(ctx, cmd) }
+
 func TestUpgradeRefusalIsAConflict(t *testing.T) {
 	n, _ := startNode(t)
 	srv := httptest.NewServer(webui.New(notUpgraded{n}, slog.New(slog.DiscardHandler)))
