@@ -30,6 +30,9 @@ import (
 type StateMachine interface {
 	raft.BatchingFSM
 	AppliedIndex() uint64
+	// Failed is not nil once the state store stopped applying; a leader
+	// then proposes nothing (applyLocal).
+	Failed() error
 }
 
 // Config describes one node of the group.
@@ -306,6 +309,13 @@ func (c *Cluster) Apply(ctx context.Context, cmd []byte) (any, error) {
 func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) (any, error) {
 	if c.raft.State() != raft.Leader {
 		return nil, ErrNoLeader
+	}
+	if err := c.cfg.FSM.Failed(); err != nil {
+		// The entry would commit on the other nodes while this one
+		// answered with its own store's error: the sender would retry a
+		// message that is delivered all the same. Refusing before
+		// proposing commits nothing; the node hands leadership on.
+		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
 	}
 	timeout := c.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {

@@ -250,6 +250,29 @@ func TestElectionForwardingAndFailover(t *testing.T) {
 	}
 }
 
+// A leader whose state store stopped applying proposes nothing: the entry
+// would commit on the others while the sender got this node's error, and
+// the sender's retry would make a second copy.
+func TestLeaderWithFailedStoreProposesNothing(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	waitLeader(t, nodes)
+	leader, follower := leaderOf(nodes), followers(nodes)[0]
+	if err := leader.c.raft.Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	before := leader.c.Status().CommitIndex
+	leader.c.cfg.FSM.(*fsm.FSM).Store().Close()
+	for _, n := range []*testNode{leader, follower} {
+		err := apply(t, n, &fsm.DomainPut{Name: "a.test", Destination: "127.0.0.1:25", At: 1})
+		if err == nil {
+			t.Fatalf("%s: write accepted by a leader whose store is closed", n.id)
+		}
+	}
+	if got := leader.c.Status().CommitIndex; got != before {
+		t.Fatalf("commit index moved from %d to %d", before, got)
+	}
+}
+
 func TestNoLeaderFailsFast(t *testing.T) {
 	nodes := newTestCluster(t, 3)
 	waitLeader(t, nodes)

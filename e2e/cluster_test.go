@@ -40,6 +40,13 @@ func (p *proc) status() (statusJSON, error) {
 
 func startCluster(t *testing.T, n int, extra ...string) []*proc {
 	t.Helper()
+	return startClusterSetup(t, n, nil, extra...)
+}
+
+// startClusterSetup is startCluster with a hook that may change each node
+// (its data directory, say) before it starts.
+func startClusterSetup(t *testing.T, n int, setup func(*proc), extra ...string) []*proc {
+	t.Helper()
 	key := make([]byte, 32)
 	rand.Read(key)
 	var procs []*proc
@@ -47,6 +54,9 @@ func startCluster(t *testing.T, n int, extra ...string) []*proc {
 		p := newProc(t)
 		p.id = fmt.Sprintf("n%d", i+1)
 		p.env = []string{"LIFELINE_CLUSTER_KEY=" + hex.EncodeToString(key)}
+		if setup != nil {
+			setup(p)
+		}
 		procs = append(procs, p)
 	}
 	for i, p := range procs {

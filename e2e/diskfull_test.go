@@ -127,3 +127,70 @@ func TestFullDiskAnswers451(t *testing.T) {
 		t.Fatalf("want exactly the two accepted messages queued, got:\n%s", out)
 	}
 }
+
+// A leader whose disk runs low hands leadership to a node that has room,
+// so the cluster keeps taking mail on the other nodes, while the full node
+// refuses at MAIL. With space back it serves again.
+func TestLeaderWithFullDiskStepsDown(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
+	}
+	mounts := map[string]string{}
+	procs := startClusterSetup(t, 3, func(p *proc) {
+		mnt := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+			t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+		p.dataDir = filepath.Join(mnt, "node")
+		mounts[p.id] = mnt
+	}, "--min-free-space", "16MiB")
+	leader := leaderProc(t, procs)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	leader.mustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
+
+	// Leave the leader 8 MiB: under its minimum, with room for its log.
+	filler := filepath.Join(mounts[leader.id], "filler")
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mounts[leader.id], &st); err != nil {
+		t.Fatal(err)
+	}
+	fill := int64(st.Bavail)*int64(st.Bsize) - 8<<20
+	if err := os.WriteFile(filler, bytes.Repeat([]byte{1}, int(fill)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leadership to leave "+leader.id, 15*time.Second, func() bool {
+		for _, p := range procs {
+			if p == leader {
+				continue
+			}
+			if s, err := p.status(); err == nil && s.Cluster.State == "Leader" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, p := range procs {
+		if p == leader {
+			continue
+		}
+		if reply, err := sendOnce(p.smtp, "a@example.net", "u@customer.test", "Subject: x\r\n\r\nx\r\n"); err != nil || !strings.HasPrefix(reply, "250") {
+			t.Fatalf("%s with its own disk fine: %q %v", p.id, reply, err)
+		}
+	}
+	c := dialSMTP(t, leader.smtp)
+	c.cmd("EHLO client.example.net", "250")
+	c.cmd("MAIL FROM:<a@example.net>", "452 4.3.1")
+	log, _ := os.ReadFile(filepath.Join(leader.dataDir, "node.log"))
+	if !strings.Contains(string(log), "handing leadership on") {
+		t.Fatal("the full node did not say why it gave up leadership")
+	}
+
+	os.Remove(filler)
+	leader.waitHealthy()
+	if reply := c.send("a@example.net", []string{"u@customer.test"}, "Subject: y\r\n\r\ny\r\n"); !strings.HasPrefix(reply, "250") {
+		t.Fatalf("with space back: %q", reply)
+	}
+}

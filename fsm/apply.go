@@ -249,3 +249,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 
 // AppliedIndex is the index of the last entry the store committed.
 func (f *FSM) AppliedIndex() uint64 { return f.store.AppliedIndex() }
+
+// Failed is not nil once the store stopped applying (see Store.Failed),
+// or after it was closed.
+func (f *FSM) Failed() error { return f.store.Failed() }

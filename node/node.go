@@ -298,6 +298,42 @@ func (n *Node) QueueStats() (fsm.QueueStats, error) {
 // BlobLag is how many spooled messages lack their body on this node.
 func (n *Node) BlobLag() int64 { return n.blobLag.Load() }
 
+// stepDownWhenUnfit hands leadership on while this node cannot do its
+// part: a state store that failed applies nothing more (every write it
+// leads would commit in the log and still be answered with an error, so
+// senders retry mail that will be delivered), and a data disk below the
+// minimum is about to stop the Raft log. Another voter leads better.
+func (n *Node) stepDownWhenUnfit(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		reason := n.store.Failed()
+		if reason == nil {
+			reason = n.disk.room(0)
+		}
+		if reason == nil || !n.cluster.IsLeader() {
+			continue
+		}
+		if servers, err := n.cluster.Servers(); err != nil || len(servers) < 2 {
+			continue
+		}
+		n.logger.Warn("handing leadership on: this node cannot lead now", "reason", reason)
+		if err := n.cluster.TransferLeadership("", ""); err != nil {
+			n.logger.Warn("leadership transfer failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+}
+
 // MetricsHandler serves /metrics.
 func (n *Node) MetricsHandler() http.Handler { return n.metrics.Handler() }
 
@@ -348,6 +384,11 @@ func (n *Node) leadership(ctx context.Context) {
 		}
 	}
 	n.ensureAdminToken(ctx)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.stepDownWhenUnfit(ctx)
+	}()
 	// Delivery, expiry and notices go by the clock: not before this
 	// node's clock has been measured against its peers'. A node restarted
 	// with a clock hours ahead and elected at once would otherwise expire
