@@ -76,6 +76,9 @@ type Config struct {
 	ElectionTimeout  time.Duration
 	// ApplyTimeout bounds a write from enqueue to FSM response.
 	ApplyTimeout time.Duration
+
+	// wrapLogs lets tests put a faulty log store in front of the real one.
+	wrapLogs func(raft.LogStore) raft.LogStore
 }
 
 // Errors a writer can see. All of them mean the outcome is "not committed,
@@ -176,6 +179,16 @@ func Start(cfg Config) (*Cluster, error) {
 	}}
 	c.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog,
+		// No pipelined replication. hashicorp/raft v1.7 can wedge a
+		// follower's replication when the follower answers a pipelined
+		// AppendEntries with a failure (its log store refused a write: a
+		// full disk): the decoder stops, the sender blocks, and the leader
+		// keeps heartbeating a follower it never sends another entry to
+		// (hashicorp/raft#612; the fault campaign met it as a follower
+		// that never caught up after its disk was freed). One request at a
+		// time of up to MaxAppendEntries entries recovers from any failure,
+		// and with batching costs nothing measurable (make bench).
+		MaxRPCsInFlight: 1,
 	})
 
 	rc := raft.DefaultConfig()
@@ -202,7 +215,11 @@ func Start(cfg Config) (*Cluster, error) {
 	if cfg.ElectionTimeout > 0 {
 		rc.ElectionTimeout = cfg.ElectionTimeout
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, logs, logs, snaps, c.transport)
+	var logStore raft.LogStore = logs
+	if cfg.wrapLogs != nil {
+		logStore = cfg.wrapLogs(logs)
+	}
+	r, err := raft.NewRaft(rc, cfg.FSM, logStore, logs, snaps, c.transport)
 	if err != nil {
 		c.transport.Close()
 		logs.Close()
