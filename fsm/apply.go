@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -43,7 +44,52 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // ApplyBatch implements raft.BatchingFSM. Each response is nil or an error.
 // Entries at or below the stored applied index were applied before a
 // restart and are skipped, so nothing is applied twice (DESIGN.md §3.4).
+//
+// A batch whose commit fails (the disk is full, say) is retried until it
+// commits: the entries are committed in the Raft log, so skipping them
+// would diverge from the other nodes, and applying later ones on top
+// would too. Meanwhile the node applies nothing, says so (Failed), and
+// takes no writes; once the disk has room it carries on by itself.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	s := f.store
+	wait := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		resp, err := f.tryBatch(logs)
+		if err == nil {
+			if attempt > 0 {
+				f.logger.Info("state store commits again; applying resumed", "first_index", logs[0].Index, "attempts", attempt+1)
+			}
+			return resp
+		}
+		if attempt == 0 {
+			f.logger.Error("state store commit failed; applying pauses until it succeeds", "err", err, "first_index", logs[0].Index)
+		}
+		for slept := time.Duration(0); slept < wait; slept += 50 * time.Millisecond {
+			if s.stopRetry.Load() {
+				// Shutting down: the entries stay in the Raft log and are
+				// applied after the restart.
+				s.mu.Lock()
+				if s.failed == nil {
+					s.failed = fmt.Errorf("%w: %v", ErrStoreFailed, err)
+				}
+				s.stalled = nil
+				failed := s.failed
+				s.mu.Unlock()
+				for i := range resp {
+					resp[i] = failed
+				}
+				return resp
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// tryBatch applies logs in one transaction. A nil error means the batch
+// is done with, applied or answered (a closed store); an error means the
+// commit failed and the batch must be tried again.
+func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 	resp := make([]interface{}, len(logs))
 	s := f.store
 	s.mu.Lock()
@@ -56,9 +102,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		for i := range resp {
 			resp[i] = err
 		}
-		return resp
+		return resp, nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if s.commitFault != nil {
+			if err := s.commitFault(); err != nil {
+				return err
+			}
+		}
 		applied := appliedIndex(tx)
 		last := applied
 		for i, l := range logs {
@@ -77,16 +128,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return putUint64(tx.Bucket(bucketMeta), keyApplied, last)
 	})
 	if err != nil {
-		// The entries are committed in the Raft log but not in the store.
-		// Applying later entries on top would diverge from the other nodes,
-		// so the store refuses everything until a restart replays them.
-		s.failed = fmt.Errorf("%w: %v", ErrStoreFailed, err)
-		f.logger.Error("state store commit failed", "err", err, "first_index", logs[0].Index)
-		for i := range resp {
-			resp[i] = s.failed
-		}
+		s.stalled = err
+		return resp, err
 	}
-	return resp
+	s.stalled = nil
+	return resp, nil
 }
 
 func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {

@@ -129,6 +129,7 @@ func (s *Store) Restore(r io.Reader) error {
 	}
 	s.db = db
 	s.failed = nil
+	s.stalled = nil
 	return nil
 }
 

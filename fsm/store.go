@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -39,6 +40,10 @@ func allBuckets() [][]byte {
 // from the last index the store did commit.
 var ErrStoreFailed = errors.New("fsm: state store failed; restart required")
 
+// ErrStoreStalled is reported while a commit keeps failing (a full disk):
+// the store applies nothing until it succeeds.
+var ErrStoreStalled = errors.New("fsm: state store cannot write; applying is paused until it can")
+
 // ErrClosed is returned by a closed store.
 var ErrClosed = errors.New("fsm: state store closed")
 
@@ -52,6 +57,13 @@ type Store struct {
 	mu     sync.RWMutex // guards db against Restore swapping the file
 	db     *bolt.DB
 	failed error
+	// stalled is the error of the last failed commit while a batch is
+	// being retried.
+	stalled error
+	// stopRetry ends the retries of a stalled batch, for shutdown.
+	stopRetry atomic.Bool
+	// commitFault, in tests, fails the next commits as a full disk does.
+	commitFault func() error
 }
 
 // Options choose how the store makes its writes durable.
@@ -206,12 +218,19 @@ func (s *Store) Close() error {
 	return err
 }
 
+// StopRetrying makes a batch that cannot commit give up instead of
+// retrying, so that Raft can shut down; call it before stopping Raft.
+func (s *Store) StopRetrying() { s.stopRetry.Store(true) }
+
 // Failed reports the error that stopped the store from applying, if any.
 func (s *Store) Failed() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.failed == nil && s.db == nil {
 		return ErrClosed
+	}
+	if s.failed == nil && s.stalled != nil {
+		return fmt.Errorf("%w: %v", ErrStoreStalled, s.stalled)
 	}
 	return s.failed
 }

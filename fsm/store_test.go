@@ -1,9 +1,12 @@
 package fsm
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -76,5 +79,70 @@ func TestDeferredSyncNeedsBootID(t *testing.T) {
 	_, err := OpenWith(filepath.Join(t.TempDir(), "state.db"), Options{DeferSync: true, BootID: func() (string, error) { return "", nil }})
 	if err == nil {
 		t.Fatal("opened without a boot ID")
+	}
+}
+
+// A batch whose commit fails is retried until it commits, not dropped:
+// the node reports itself stalled meanwhile and carries on by itself once
+// the disk has room. A shutdown ends the retries.
+func TestFailedCommitStallsThenResumes(t *testing.T) {
+	f := openTestFSM(t)
+	s := f.store
+	var failures atomic.Int32
+	failures.Store(3)
+	s.mu.Lock()
+	s.commitFault = func() error {
+		if failures.Add(-1) >= 0 {
+			return errors.New("no space left on device (test)")
+		}
+		return nil
+	}
+	s.mu.Unlock()
+	lf := &logFeeder{t: t}
+	done := make(chan []interface{})
+	go func() {
+		done <- f.ApplyBatch([]*raft.Log{lf.entry(&DomainPut{Name: "customer.test", Destination: "127.0.0.1:25"})})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !errors.Is(s.Failed(), ErrStoreStalled) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not reported as stalled: %v", s.Failed())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case resp := <-done:
+		if resp[0] != nil {
+			t.Fatalf("batch answered %v", resp[0])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the batch never committed")
+	}
+	if s.Failed() != nil || s.AppliedIndex() != 1 {
+		t.Fatalf("after the retries: failed %v, applied %d", s.Failed(), s.AppliedIndex())
+	}
+	if _, ok, _ := s.Domain("customer.test"); !ok {
+		t.Fatal("the retried command was not applied")
+	}
+
+	// A disk that stays full: shutdown ends the wait.
+	s.mu.Lock()
+	s.commitFault = func() error { return errors.New("no space left on device (test)") }
+	s.mu.Unlock()
+	go func() {
+		done <- f.ApplyBatch([]*raft.Log{lf.entry(&DomainPut{Name: "other.test", Destination: "127.0.0.1:25"})})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	s.StopRetrying()
+	select {
+	case resp := <-done:
+		if err, _ := resp[0].(error); !errors.Is(err, ErrStoreFailed) {
+			t.Fatalf("after StopRetrying the batch answered %v", resp[0])
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("StopRetrying did not end the retries")
+	}
+	if s.AppliedIndex() != 1 {
+		t.Fatalf("applied index moved to %d without a commit", s.AppliedIndex())
 	}
 }

@@ -473,6 +473,11 @@ func (n *Node) Close() error {
 		// an operator's decision.
 		n.gossip.Shutdown()
 	}
+	if n.store != nil {
+		// A batch waiting for the disk to have room again would keep Raft
+		// from shutting down.
+		n.store.StopRetrying()
+	}
 	if n.cluster != nil {
 		n.cluster.Shutdown()
 	}
