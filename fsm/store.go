@@ -79,7 +79,8 @@ type Options struct {
 	// it, which is what Raft does without a local store.
 	DeferSync bool
 	// BootID names the running kernel's boot (default: read
-	// /proc/sys/kernel/random/boot_id).
+	// /proc/sys/kernel/random/boot_id). Where it cannot be told, the
+	// store syncs every commit after all.
 	BootID func() (string, error)
 }
 
@@ -126,7 +127,10 @@ func (s *Store) bootMark() string { return s.path + ".boot" }
 func (s *Store) checkBoot() error {
 	boot, err := s.opts.BootID()
 	if err != nil || boot == "" {
-		return fmt.Errorf("fsm: cannot tell which boot this is, so cannot defer syncs safely: %v", err)
+		// Without a boot ID a process crash cannot be told from a machine
+		// crash: sync every commit instead.
+		s.opts.DeferSync = false
+		return nil
 	}
 	if b, err := os.ReadFile(s.bootMark()); err == nil && strings.TrimSpace(string(b)) != boot {
 		aside := fmt.Sprintf("%s.unsafe-%d", s.path, time.Now().Unix())
