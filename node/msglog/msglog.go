@@ -254,8 +254,13 @@ func indexes(e *Entry) map[string][]string {
 	return ix
 }
 
+// write stores a batch in one transaction. The count moves only once the
+// transaction has committed, so Count never runs ahead of what a search
+// can see, and a failed write does not change it.
 func (l *Log) write(batch []Entry) error {
-	return l.db.Update(func(tx *bolt.Tx) error {
+	var delta int64
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		delta = 0
 		b := tx.Bucket(bEntries)
 		// Entries arrive in time order, so their pages can be packed full.
 		b.FillPercent = 0.95
@@ -281,21 +286,29 @@ func (l *Log) write(batch []Entry) error {
 					}
 				}
 			}
-			l.count.Add(1)
+			delta++
 		}
-		return l.prune(tx)
+		removed, err := l.prune(tx, delta)
+		delta -= removed
+		return err
 	})
+	if err == nil {
+		l.count.Add(delta)
+	}
+	return err
 }
 
 // prune drops entries past the retention time or the count limit, oldest
 // first, a bounded number per batch so a write never stalls on a purge.
-func (l *Log) prune(tx *bolt.Tx) error {
+// pending is what this transaction added so far; it returns how many it
+// removed.
+func (l *Log) prune(tx *bolt.Tx, pending int64) (int64, error) {
 	b := tx.Bucket(bEntries)
 	cutoff := uint64(l.cfg.Now().Add(-l.cfg.Retention).UnixNano())
 	c := b.Cursor()
 	var victims [][]byte
 	var vals [][]byte
-	over := int(l.count.Load()) - l.cfg.MaxEntries
+	over := int(l.count.Load()+pending) - l.cfg.MaxEntries
 	for k, v := c.First(); k != nil && len(victims) < 2000; k, v = c.Next() {
 		if over <= len(victims) && binary.BigEndian.Uint64(k) >= cutoff {
 			break
@@ -314,11 +327,10 @@ func (l *Log) prune(tx *bolt.Tx) error {
 			}
 		}
 		if err := b.Delete(k); err != nil {
-			return err
+			return 0, err
 		}
-		l.count.Add(-1)
 	}
-	return nil
+	return int64(len(victims)), nil
 }
 
 // Count is how many entries the log holds.
