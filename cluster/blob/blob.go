@@ -108,8 +108,7 @@ type Store struct {
 	readOnly bool
 }
 
-// Open scans the segments in dir and starts a new one for this run's
-// writes. A body left by an older layout (one file per body under
+// Open scans the segments in dir; this run's writes go to a new one. A body left by an older layout (one file per body under
 // dir/xx/) is moved into the segments.
 func Open(dir string) (*Store, error) { return OpenWith(dir, Options{}) }
 
@@ -127,7 +126,7 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opts: opts, index: map[[sha256.Size]byte]loc{}, segs: map[uint64]*segment{}}
+	s := newStore(dir, opts, false)
 	if err := s.scan(); err != nil {
 		s.Close()
 		return nil, err
@@ -143,11 +142,15 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 // that look at a node's bodies while it runs: it writes nothing, not even
 // a repair of a torn tail.
 func Inspect(dir string) (*Store, error) {
-	s := &Store{dir: dir, opts: Options{Now: time.Now}, index: map[[sha256.Size]byte]loc{}, segs: map[uint64]*segment{}, readOnly: true}
+	s := newStore(dir, Options{Now: time.Now}, true)
 	if err := s.scan(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+func newStore(dir string, opts Options, readOnly bool) *Store {
+	return &Store{dir: dir, opts: opts, index: map[[sha256.Size]byte]loc{}, segs: map[uint64]*segment{}, readOnly: readOnly}
 }
 
 func segName(id uint64) string { return fmt.Sprintf("%016x%s", id, segSuffix) }
@@ -463,12 +466,7 @@ func (s *Store) appendBody(k [sha256.Size]byte, size int64, bodyCRC uint32, src 
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	if cur, ok := s.index[k]; ok && (replace == nil || cur != *replace) {
-		// The same bytes are already durable here (or, for compaction,
-		// the body moved or went meanwhile).
-		s.mu.Unlock()
-		return nil
-	} else if !ok && replace != nil {
+	if !s.wantedLocked(k, replace) {
 		s.mu.Unlock()
 		return nil
 	}
@@ -516,14 +514,17 @@ func (s *Store) appendBody(k [sha256.Size]byte, size int64, bodyCRC uint32, src 
 	}
 	l := loc{seg: seg, off: off, size: size, at: at}
 	if replace != nil {
-		if cur, ok := s.index[k]; ok && cur == *replace {
+		if s.wantedLocked(k, replace) {
 			delete(s.index, k)
 			replace.seg.live--
 			replace.seg.liveBytes -= headerSize + replace.size
 			s.indexLocked(k, l)
 			s.maybeDeleteLocked(replace.seg)
-			return nil
+		} else {
+			// Removed or moved while it was copied: the copy is dead.
+			s.maybeDeleteLocked(seg)
 		}
+		return nil
 	}
 	s.indexLocked(k, l)
 	if s.index[k].seg != seg {
@@ -531,6 +532,17 @@ func (s *Store) appendBody(k [sha256.Size]byte, size int64, bodyCRC uint32, src 
 		s.maybeDeleteLocked(seg)
 	}
 	return nil
+}
+
+// wantedLocked reports whether a record of body k should be written: for a
+// new body, when it is not already durable here; for compaction, when the
+// body is still where replace says.
+func (s *Store) wantedLocked(k [sha256.Size]byte, replace *loc) bool {
+	cur, ok := s.index[k]
+	if replace == nil {
+		return !ok
+	}
+	return ok && cur == *replace
 }
 
 func writeRecord(f *os.File, off int64, h header, src io.ReaderAt) error {
@@ -567,9 +579,10 @@ func writeRecord(f *os.File, off int64, h header, src io.ReaderAt) error {
 // (scan relies on it); its file name is made durable before any body in
 // it is acknowledged.
 func (s *Store) rotateLocked() (*segment, error) {
-	if old := s.active; old != nil && !old.broken {
-		if err := unix.Fdatasync(int(old.f.Fd())); err != nil {
-			old.broken = true
+	prev := s.active
+	if prev != nil && !prev.broken {
+		if err := unix.Fdatasync(int(prev.f.Fd())); err != nil {
+			prev.broken = true
 		}
 	}
 	id := s.nextID
@@ -586,7 +599,6 @@ func (s *Store) rotateLocked() (*segment, error) {
 	s.nextID++
 	seg := &segment{id: id, path: p, f: f}
 	s.segs[id] = seg
-	prev := s.active
 	s.active = seg
 	if prev != nil {
 		s.maybeDeleteLocked(prev)
