@@ -2,6 +2,7 @@ package blob
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -401,4 +402,30 @@ func TestClosedStoreRefuses(t *testing.T) {
 	if _, _, err := w.Commit(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("commit after close: %v", err)
 	}
+}
+
+// BenchmarkConcurrentCommit is twenty sessions storing 4 KiB bodies at
+// once, as the MX does under load; go test -bench ConcurrentCommit
+// -benchtime 4000x ./cluster/blob. Run it on a real disk (TMPDIR), not
+// tmpfs, for the fdatasyncs to cost what they do.
+func BenchmarkConcurrentCommit(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.SetParallelism(10) // 20 goroutines on 2 cores
+	b.SetBytes(4096)
+	b.RunParallel(func(pb *testing.PB) {
+		body := make([]byte, 4096)
+		for pb.Next() {
+			rand.Read(body[:32])
+			w, _ := s.Create()
+			w.Write(body)
+			if _, _, err := w.Commit(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
