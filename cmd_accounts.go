@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -75,10 +74,7 @@ func readPasswordFile(path string) (string, error) {
 }
 
 func adminOrg(op string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin org "+op, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin org "+op, stderr, true)
 	totp := fs.String("require-totp", "", "set: yes or no, whether every user must use two-step sign-in")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -137,10 +133,7 @@ func adminUserAdd(partner bool, args []string, stdout, stderr io.Writer) error {
 	if partner {
 		what = "partner"
 	}
-	fs := flag.NewFlagSet("lifeline admin "+what+" add", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin "+what+" add", stderr, true)
 	var orgs multiFlag
 	fs.Var(&orgs, "org", "organisation (a partner takes it more than once)")
 	pwFile := fs.String("password-file", "", "file holding the password (- for standard input)")
@@ -187,10 +180,7 @@ func adminUserAdd(partner bool, args []string, stdout, stderr io.Writer) error {
 }
 
 func adminUserSet(partner bool, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin user set", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin user set", stderr, true)
 	var orgs multiFlag
 	if partner {
 		fs.Var(&orgs, "org", "the organisations the partner manages (repeat; replaces the list)")
@@ -268,10 +258,7 @@ func adminUserSet(partner bool, args []string, stdout, stderr io.Writer) error {
 }
 
 func adminUserList(partner bool, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin user list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin user list", stderr, true)
 	org := fs.String("org", "", "only this organisation")
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
@@ -298,10 +285,7 @@ func adminUserList(partner bool, args []string, stdout, stderr io.Writer) error 
 }
 
 func adminAudit(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin audit", stderr, true)
 	org := fs.String("org", "", "only this organisation")
 	limit := fs.Int("limit", 100, "how many entries, newest first")
 	if _, err := parseInterleaved(fs, args); err != nil {

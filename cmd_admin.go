@@ -32,6 +32,16 @@ func (a *apiFlags) register(fs *flag.FlagSet, withJSON bool) {
 	}
 }
 
+// apiCommand starts the flags of a command that talks to a node's API:
+// "lifeline "+name, with --server and --token (and --json if asked for).
+func apiCommand(name string, stderr io.Writer, withJSON bool) (*flag.FlagSet, *apiFlags) {
+	fs := flag.NewFlagSet("lifeline "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	a := &apiFlags{}
+	a.register(fs, withJSON)
+	return fs, a
+}
+
 func (a *apiFlags) client() *apiclient.Client { return apiclient.New(a.server, a.token) }
 
 func envOr(k, def string) string {
@@ -69,10 +79,7 @@ func ctx30() (context.Context, context.CancelFunc) {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("status", stderr, true)
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
@@ -185,10 +192,7 @@ func oneName(fs *flag.FlagSet, args []string, what string) (string, error) {
 }
 
 func adminDomainPut(create bool, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin domain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin domain", stderr, true)
 	var req webui.DomainRequest
 	var dests multiFlag
 	fs.Var(&dests, "destination", "HOST:PORT of the customer's mail server; repeat it for backups, most preferred first")
@@ -228,10 +232,7 @@ func targetsText(d fsm.Domain) string {
 }
 
 func adminDomainRemove(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin domain remove", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, false)
+	fs, a := apiCommand("admin domain remove", stderr, false)
 	name, err := oneName(fs, args, "domain name")
 	if err != nil {
 		return err
@@ -246,10 +247,7 @@ func adminDomainRemove(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminDomainList(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin domain list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin domain list", stderr, true)
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
@@ -275,10 +273,7 @@ func adminDomainList(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminQueueList(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin queue list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin queue list", stderr, true)
 	var f apiclient.QueueFilter
 	fs.StringVar(&f.Domain, "domain", "", "only messages with a recipient in this domain")
 	fs.StringVar(&f.Sender, "sender", "", "only senders containing this text")
@@ -313,10 +308,7 @@ func adminQueueList(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminQueueShow(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin queue show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin queue show", stderr, true)
 	id, err := oneName(fs, args, "queue ID")
 	if err != nil {
 		return err
@@ -350,10 +342,7 @@ func adminQueueShow(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminQueueOp(op string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin queue "+op, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, false)
+	fs, a := apiCommand("admin queue "+op, stderr, false)
 	bounce := fs.Bool("dsn", false, "delete: return the message to its sender with a failure notice")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -383,10 +372,7 @@ func adminQueueOp(op string, args []string, stdout, stderr io.Writer) error {
 }
 
 func adminCluster(op string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin cluster "+op, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, false)
+	fs, a := apiCommand("admin cluster "+op, stderr, false)
 	to := fs.String("to", "", "transfer: the node to hand leadership to (default: the most up-to-date follower)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -74,10 +73,7 @@ func destinationsOf(req *webui.DomainRequest, dests []string) error {
 }
 
 func adminDomainTest(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin domain test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin domain test", stderr, true)
 	dest := fs.String("destination", "", "test only this destination")
 	name, err := oneName(fs, args, "domain name")
 	if err != nil {
@@ -106,10 +102,7 @@ func adminDomainTest(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminDomainRequests(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin domain requests", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin domain requests", stderr, true)
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
@@ -135,10 +128,7 @@ func adminDomainRequests(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminDomainDecide(approve bool, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin domain approve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, false)
+	fs, a := apiCommand("admin domain approve", stderr, false)
 	name, err := oneName(fs, args, "domain name")
 	if err != nil {
 		return err
@@ -157,10 +147,7 @@ func adminDomainDecide(approve bool, args []string, stdout, stderr io.Writer) er
 }
 
 func adminAlerts(op string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin alerts "+op, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin alerts "+op, stderr, true)
 	enable := fs.Bool("enable", false, "turn spooling alerts on")
 	disable := fs.Bool("disable", false, "turn spooling alerts off")
 	to := fs.String("to", "", "admin, tech or both")
@@ -225,10 +212,7 @@ func adminAlerts(op string, args []string, stdout, stderr io.Writer) error {
 }
 
 func adminGateway(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin alerts gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin alerts gateway", stderr, true)
 	var g webui.GatewayRequest
 	fs.StringVar(&g.URL, "url", "", "the gateway's URL (http or https); \"none\" removes it")
 	fs.StringVar(&g.User, "user", "", "user for HTTP basic authentication")
@@ -270,10 +254,7 @@ func adminGateway(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminUserImport(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin user import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin user import", stderr, true)
 	org := fs.String("org", "", "organisation to import into")
 	welcome := fs.Bool("welcome", false, "send every imported user a welcome email")
 	path, err := oneName(fs, args, "CSV file (- for standard input)")
@@ -313,10 +294,7 @@ func adminUserImport(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminUserWelcome(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin user welcome", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, false)
+	fs, a := apiCommand("admin user welcome", stderr, false)
 	reset := fs.Bool("reset", false, "send a password reset link instead of a welcome")
 	emails, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -336,10 +314,7 @@ func adminUserWelcome(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminUserDelete(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin user delete", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, false)
+	fs, a := apiCommand("admin user delete", stderr, false)
 	email, err := oneName(fs, args, "email address")
 	if err != nil {
 		return err
@@ -354,10 +329,7 @@ func adminUserDelete(args []string, stdout, stderr io.Writer) error {
 }
 
 func adminAuditVerify(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin audit verify", stderr, true)
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,10 +20,7 @@ func adminLog(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "search" {
 		return errors.New("usage: lifeline admin log search [--id ID] [--sender A] [--recipient A] [--status S] [--since 2h] [--until T] [--limit N] [--json|--csv]")
 	}
-	fs := flag.NewFlagSet("lifeline admin log search", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin log search", stderr, true)
 	q := url.Values{}
 	for _, name := range []string{"id", "sender", "recipient", "status", "since", "until", "limit"} {
 		fs.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })

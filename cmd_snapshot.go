@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,10 +27,7 @@ const snapshotUsage = `usage:
 
 // adminSnapshot runs `lifeline admin snapshot save|restore`.
 func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lifeline admin snapshot "+op, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var a apiFlags
-	a.register(fs, true)
+	fs, a := apiCommand("admin snapshot "+op, stderr, true)
 	force := fs.Bool("force", false, "restore: replace a state that already holds mail or domains")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -75,7 +71,7 @@ func apiError(resp *http.Response) error {
 // snapshotSave downloads a backup into FILE. The bytes go to FILE.partial
 // and are read back as a tar while they arrive; only a complete archive is
 // fsynced and renamed to FILE.
-func snapshotSave(a apiFlags, file string, stdout io.Writer) error {
+func snapshotSave(a *apiFlags, file string, stdout io.Writer) error {
 	req, err := http.NewRequest("GET", strings.TrimSuffix(a.server, "/")+"/api/v1/snapshot", nil)
 	if err != nil {
 		return err
@@ -180,7 +176,7 @@ func readBackup(r io.Reader) (webui.BackupManifest, int, error) {
 
 // snapshotRestore uploads FILE to the node. A follower redirects to the
 // leader; the body is reopened for the second request.
-func snapshotRestore(a apiFlags, file string, force bool, stdout io.Writer) error {
+func snapshotRestore(a *apiFlags, file string, force bool, stdout io.Writer) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
