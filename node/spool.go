@@ -31,8 +31,8 @@ func (n *Node) OpenBody(ctx context.Context, hash string) (io.ReadCloser, error)
 	return n.blobs.Open(hash)
 }
 
-// spool queues a message composed on this node (a DSN, later webmail)
-// through the same path as received mail.
+// spool queues a message composed on this node (a DSN, a message written
+// in the Emergency Inbox) through the same path as received mail.
 func (n *Node) spool(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error {
 	return n.spoolWith(ctx, cmd, nil, body)
 }
