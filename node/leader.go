@@ -62,19 +62,6 @@ func (t *leaderTerm) start(name string, run func(ctx context.Context)) {
 	}()
 }
 
-// duty returns the duty of that name, or nil if the term has not
-// started it.
-func (t *leaderTerm) duty(name string) *leaderDuty {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, d := range t.duties {
-		if d.name == name {
-			return d
-		}
-	}
-	return nil
-}
-
 // leaderLoop follows this node's leadership, one term at a time.
 func (n *Node) leaderLoop() {
 	defer n.wg.Done()
@@ -140,8 +127,9 @@ func (n *Node) establishLeadership(t *leaderTerm) {
 	// Spooling alerts, then the SMS outbox they fill.
 	t.start("alerts", n.alertLoop)
 	t.start("sms", n.smsLoop)
-	// Delivery last: it sends what the other duties queue, and stops
-	// first, so nothing it is woken for is lost mid-revoke.
+	// Delivery last, once what it relies on is in place (a measured
+	// clock, the alerts it wakes when a domain starts or stops spooling);
+	// so it is also the first to stop.
 	eng := n.newEngine()
 	t.engine.Store(eng)
 	t.start("delivery", eng.Run)
@@ -162,6 +150,7 @@ func (n *Node) revokeLeadership(t *leaderTerm) {
 	for i := len(duties) - 1; i >= 0; i-- {
 		duties[i].cancel()
 		<-duties[i].done
+		n.logger.Debug("leader duty stopped", "duty", duties[i].name)
 	}
 }
 

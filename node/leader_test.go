@@ -49,6 +49,19 @@ func waitUntil(bound time.Duration, cond func() bool) bool {
 	return true
 }
 
+// duty returns the term's duty of that name, or nil if the term has not
+// started it.
+func (t *leaderTerm) duty(name string) *leaderDuty {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, d := range t.duties {
+		if d.name == name {
+			return d
+		}
+	}
+	return nil
+}
+
 func running(d *leaderDuty) bool {
 	if d == nil {
 		return false
