@@ -401,22 +401,6 @@ func (c *Cluster) Barrier(timeout time.Duration) error {
 	return c.raft.Barrier(timeout).Error()
 }
 
-// WaitLeader blocks until the group has a leader or ctx ends.
-func (c *Cluster) WaitLeader(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if addr, _ := c.raft.LeaderWithID(); addr != "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
 // Snapshot forces a snapshot now.
 func (c *Cluster) Snapshot() error { return c.raft.Snapshot().Error() }
 

@@ -410,6 +410,37 @@ func TestBlobReplicationAndFetch(t *testing.T) {
 	}
 }
 
+// StoreBlob hands out a hash only once a majority holds the body, and a
+// body over its limit leaves nothing behind.
+func TestStoreBlobOnAQuorumWithinItsLimit(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	waitLeader(t, nodes)
+	src := followers(nodes)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body := []byte("a body of exactly the limit")
+	h, size, err := src.c.StoreBlob(ctx, bytes.NewReader(body), int64(len(body)))
+	if err != nil || size != int64(len(body)) {
+		t.Fatalf("StoreBlob at the limit: size %d, err %v", size, err)
+	}
+	holders := 0
+	for _, n := range nodes {
+		if n.blobs.Has(h) {
+			holders++
+		}
+	}
+	if holders < 2 {
+		t.Fatalf("StoreBlob returned with the body on %d of 3 nodes", holders)
+	}
+	before := src.blobs.Stats()
+	if _, _, err := src.c.StoreBlob(ctx, bytes.NewReader(append(body, '!')), int64(len(body))); !errors.Is(err, ErrBlobTooLarge) {
+		t.Fatalf("StoreBlob over the limit: %v, want ErrBlobTooLarge", err)
+	}
+	if after := src.blobs.Stats(); after != before {
+		t.Fatalf("a refused body changed the store: %+v, then %+v", before, after)
+	}
+}
+
 func TestQuorumRequiredForBlobs(t *testing.T) {
 	nodes := newTestCluster(t, 3)
 	waitLeader(t, nodes)

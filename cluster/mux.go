@@ -12,7 +12,7 @@ import (
 
 // Every connection to the Raft address starts with one byte that names the
 // protocol, so Raft, write forwarding and blob replication share one port
-// (and, later, one TLS configuration).
+// and, with a cluster key, one TLS configuration.
 const (
 	protoRaft byte = 'R'
 	protoRPC  byte = 'C'

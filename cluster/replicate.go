@@ -14,6 +14,45 @@ import (
 // ErrNoQuorum means a body could not be made durable on a majority.
 var ErrNoQuorum = errors.New("cluster: body not stored on a quorum")
 
+// ErrBlobTooLarge means a body was longer than StoreBlob's limit.
+var ErrBlobTooLarge = errors.New("cluster: body larger than the limit")
+
+// StoreBlob writes a body to this node's store, fsynced, and returns its
+// hash once a majority of voters holds it (ReplicateBlob). Only then may a
+// command that references the body be committed: otherwise losing this
+// node could lose the body of mail the cluster has accepted (DESIGN.md
+// §3.1). A body longer than limit (0: no limit) is refused with
+// ErrBlobTooLarge and nothing is stored.
+func (c *Cluster) StoreBlob(ctx context.Context, r io.Reader, limit int64) (hash string, size int64, err error) {
+	w, err := c.cfg.Blobs.Create()
+	if err != nil {
+		return "", 0, err
+	}
+	src := r
+	var lim *io.LimitedReader
+	if limit > 0 {
+		// One byte past the limit tells a body of exactly limit bytes
+		// from a longer one.
+		lim = &io.LimitedReader{R: r, N: limit + 1}
+		src = lim
+	}
+	if _, err := io.Copy(w, src); err != nil {
+		w.Abort()
+		return "", 0, err
+	}
+	if lim != nil && lim.N == 0 {
+		w.Abort()
+		return "", 0, ErrBlobTooLarge
+	}
+	if hash, size, err = w.Commit(); err != nil {
+		return "", 0, err
+	}
+	if err := c.ReplicateBlob(ctx, hash); err != nil {
+		return "", 0, err
+	}
+	return hash, size, nil
+}
+
 // voterPeers returns the Raft addresses of the other voters, and how many
 // of them must hold a body so that, with this node, a majority does.
 func (c *Cluster) voterPeers() (peers []string, need int, err error) {

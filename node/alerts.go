@@ -214,19 +214,8 @@ func alertMail(host string, to fsm.Contact, subject, text string, now time.Time)
 // prepareMail stores a body on a quorum and returns the spool entry that
 // queues it, for a command that queues mail as part of something else.
 func (n *Node) prepareMail(ctx context.Context, from, rcpt string, body []byte, now time.Time) (fsm.SpoolAddSummary, error) {
-	w, err := n.blobs.Create()
+	hash, size, err := n.cluster.StoreBlob(ctx, bytes.NewReader(body), 0)
 	if err != nil {
-		return fsm.SpoolAddSummary{}, err
-	}
-	if _, err := io.Copy(w, bytes.NewReader(body)); err != nil {
-		w.Abort()
-		return fsm.SpoolAddSummary{}, err
-	}
-	hash, size, err := w.Commit()
-	if err != nil {
-		return fsm.SpoolAddSummary{}, err
-	}
-	if err := n.cluster.ReplicateBlob(ctx, hash); err != nil {
 		return fsm.SpoolAddSummary{}, err
 	}
 	at := strings.LastIndexByte(rcpt, '@')

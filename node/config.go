@@ -73,6 +73,10 @@ type Config struct {
 	// BootID names the machine's current boot (default: the kernel's
 	// boot_id); tests inject one to play a power failure.
 	BootID func() (string, error)
+
+	// leaderCh, when set, replaces Raft's leadership notifications, so a
+	// test can make leadership come and go faster than an election.
+	leaderCh <-chan bool
 }
 
 func (c *Config) setDefaults() {

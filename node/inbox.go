@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"lifeline/cluster"
 	"lifeline/fsm"
 	"lifeline/webui/mailparse"
 )
@@ -15,27 +16,11 @@ import (
 // PutBlob stores r as a blob and waits until a quorum holds it, so a draft
 // attachment survives the loss of this node like a spooled body does.
 func (n *Node) PutBlob(ctx context.Context, r io.Reader) (string, int64, error) {
-	w, err := n.blobs.Create()
-	if err != nil {
-		return "", 0, err
-	}
-	lim := &io.LimitedReader{R: r, N: n.cfg.MaxMessageSize + 1}
-	if _, err := io.Copy(w, lim); err != nil {
-		w.Abort()
-		return "", 0, err
-	}
-	if lim.N == 0 {
-		w.Abort()
+	hash, size, err := n.cluster.StoreBlob(ctx, r, n.cfg.MaxMessageSize)
+	if errors.Is(err, cluster.ErrBlobTooLarge) {
 		return "", 0, errors.New("file larger than the message size limit")
 	}
-	hash, size, err := w.Commit()
-	if err != nil {
-		return "", 0, err
-	}
-	if err := n.cluster.ReplicateBlob(ctx, hash); err != nil {
-		return "", 0, err
-	}
-	return hash, size, nil
+	return hash, size, err
 }
 
 // SendMail queues a message written in the Emergency Inbox. It takes the

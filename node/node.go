@@ -16,7 +16,6 @@ import (
 	"lifeline/cluster/blob"
 	"lifeline/cluster/gossip"
 	"lifeline/fsm"
-	"lifeline/node/delivery"
 	"lifeline/node/metrics"
 	"lifeline/node/msglog"
 	"lifeline/smtp"
@@ -38,8 +37,12 @@ type Node struct {
 	smtpLn net.Listener
 	httpLn net.Listener
 
-	engineMu sync.Mutex
-	engine   *delivery.Engine
+	// leaderCh tells this node when it gains and loses leadership
+	// (cluster.LeaderCh unless a test drives it).
+	leaderCh <-chan bool
+	// term is the current term of leadership, nil while this node
+	// follows (leader.go).
+	term atomic.Pointer[leaderTerm]
 
 	removedMu sync.Mutex
 	removed   map[string]time.Time
@@ -133,6 +136,9 @@ func Start(cfg Config) (*Node, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if n.leaderCh = cfg.leaderCh; n.leaderCh == nil {
+		n.leaderCh = n.cluster.LeaderCh()
 	}
 
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -298,138 +304,8 @@ func (n *Node) QueueStats() (fsm.QueueStats, error) {
 // BlobLag is how many spooled messages lack their body on this node.
 func (n *Node) BlobLag() int64 { return n.blobLag.Load() }
 
-// stepDownWhenUnfit hands leadership on while this node cannot do its
-// part: a state store that failed applies nothing more (every write it
-// leads would commit in the log and still be answered with an error, so
-// senders retry mail that will be delivered), and a data disk below the
-// minimum is about to stop the Raft log. Another voter leads better.
-func (n *Node) stepDownWhenUnfit(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		reason := n.store.Failed()
-		if reason == nil {
-			reason = n.disk.room(0)
-		}
-		if reason == nil || !n.cluster.IsLeader() {
-			continue
-		}
-		if servers, err := n.cluster.Servers(); err != nil || len(servers) < 2 {
-			continue
-		}
-		n.logger.Warn("handing leadership on: this node cannot lead now", "reason", reason)
-		if err := n.cluster.TransferLeadership("", ""); err != nil {
-			n.logger.Warn("leadership transfer failed", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Second):
-			}
-		}
-	}
-}
-
 // MetricsHandler serves /metrics.
 func (n *Node) MetricsHandler() http.Handler { return n.metrics.Handler() }
-
-// leaderLoop carries the duties of the leader. A new leader first waits on
-// a Barrier so it acts on a state that includes every committed entry
-// (DESIGN.md §3.7).
-func (n *Node) leaderLoop() {
-	defer n.wg.Done()
-	stopDuties := func() {}
-	defer func() { stopDuties() }()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case leader := <-n.cluster.LeaderCh():
-			stopDuties()
-			stopDuties = func() {}
-			if !leader {
-				n.logger.Info("lost leadership")
-				continue
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			stopDuties = cancel
-			n.logger.Info("became leader")
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				n.leadership(ctx)
-			}()
-		}
-	}
-}
-
-func (n *Node) leadership(ctx context.Context) {
-	for {
-		if err := n.cluster.Barrier(10 * time.Second); err == nil {
-			break
-		} else if ctx.Err() != nil || !n.cluster.IsLeader() {
-			// Leadership went away before the barrier: nothing to lead.
-			return
-		} else {
-			n.logger.Warn("barrier failed", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}
-	n.ensureAdminToken(ctx)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.stepDownWhenUnfit(ctx)
-	}()
-	// Delivery, expiry and notices go by the clock: not before this
-	// node's clock has been measured against its peers'. A node restarted
-	// with a clock hours ahead and elected at once would otherwise expire
-	// the spool in the seconds before its first measurement.
-	if !n.clock.waitMeasured(ctx) {
-		return
-	}
-	n.wg.Add(3)
-	go func() {
-		defer n.wg.Done()
-		n.reconcileLoop(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.alertLoop(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.smsLoop(ctx)
-	}()
-	eng := n.newEngine()
-	n.engineMu.Lock()
-	n.engine = eng
-	n.engineMu.Unlock()
-	defer func() {
-		n.engineMu.Lock()
-		n.engine = nil
-		n.engineMu.Unlock()
-	}()
-	eng.Run(ctx)
-}
-
-// wakeDelivery tells the delivery engine, if this node runs it, that new
-// work may be due.
-func (n *Node) wakeDelivery() {
-	n.engineMu.Lock()
-	defer n.engineMu.Unlock()
-	if n.engine != nil {
-		n.engine.Wake()
-	}
-}
 
 func (n *Node) ensureAdminToken(ctx context.Context) {
 	if n.cfg.AdminToken == "" {

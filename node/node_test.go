@@ -16,10 +16,21 @@ import (
 
 func startTestNode(t *testing.T) *Node {
 	t.Helper()
-	n, err := Start(Config{
+	return startTestNodeWith(t, nil)
+}
+
+// startTestNodeWith starts a single-node cluster, with tune's changes to
+// its configuration, and waits until it is healthy.
+func startTestNodeWith(t *testing.T, tune func(*Config)) *Node {
+	t.Helper()
+	cfg := Config{
 		ID: "t1", DataDir: t.TempDir(), SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
 		AdminToken: "secret-token",
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	n, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,8 @@ func (n *Node) OpenBody(ctx context.Context, hash string) (io.ReadCloser, error)
 	return n.blobs.Open(hash)
 }
 
-// spool queues a message composed on this node (a DSN, later webmail)
-// through the same path as received mail.
+// spool queues a message composed on this node (a DSN, a message written
+// in the Emergency Inbox) through the same path as received mail.
 func (n *Node) spool(ctx context.Context, cmd *fsm.SpoolAdd, body []byte) error {
 	return n.spoolWith(ctx, cmd, nil, body)
 }
@@ -44,22 +44,11 @@ func (n *Node) spoolNotice(ctx context.Context, cmd *fsm.SpoolAdd, notified *fsm
 }
 
 func (n *Node) spoolWith(ctx context.Context, cmd *fsm.SpoolAdd, notified *fsm.DelayNotified, body []byte) error {
-	w, err := n.blobs.Create()
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(w, bytes.NewReader(body)); err != nil {
-		w.Abort()
-		return err
-	}
-	hash, size, err := w.Commit()
+	hash, size, err := n.cluster.StoreBlob(ctx, bytes.NewReader(body), 0)
 	if err != nil {
 		return err
 	}
 	cmd.BlobHash, cmd.Size, cmd.Node = hash, size, n.cfg.ID
-	if err := n.cluster.ReplicateBlob(ctx, hash); err != nil {
-		return err
-	}
 	// With its header summary, so it lists at once in the Emergency Inbox
 	// of a recipient in a protected domain.
 	add := fsm.SpoolAddSummary{Add: *cmd, Summary: summarizeBytes(body)}

@@ -392,20 +392,6 @@ func (g *Gossip) stopJoining() {
 	g.stopOnce.Do(func() { close(g.stop) })
 }
 
-// Join contacts addrs now and returns how many answered.
-func (g *Gossip) Join(addrs []string) (int, error) {
-	g.lifeMu.RLock()
-	defer g.lifeMu.RUnlock()
-	if g.shut {
-		return 0, ErrShutdown
-	}
-	n, err := g.ml.Join(addrs)
-	if err != nil {
-		err = fmt.Errorf("gossip: join: %w", err)
-	}
-	return n, err
-}
-
 // Joined reports whether this node has seen another member, i.e. it is part
 // of a cluster of more than itself (or was).
 func (g *Gossip) Joined() bool {

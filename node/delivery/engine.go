@@ -76,7 +76,7 @@ type Config struct {
 	Logger        *slog.Logger
 }
 
-// DefaultSchedule: the first retry within 5 minutes, growing to hourly.
+// defaultSchedule: the first retry within 5 minutes, growing to hourly.
 var defaultSchedule = []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour}
 
 func (c *Config) setDefaults() {

@@ -294,9 +294,6 @@ func (c *Conn) quit(ctx context.Context) {
 	c.cmd(ctx, min(c.t.Command, 30*time.Second), "QUIT")
 }
 
-// RemoteMTA is the host this session talks to, as dialed.
-func (c *Conn) RemoteMTA() string { return c.host }
-
 // TLSConnectionState reports whether STARTTLS succeeded and with what.
 func (c *Conn) TLSConnectionState() (tls.ConnectionState, bool) {
 	if c.tls == nil {
