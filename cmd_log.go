@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,18 +14,15 @@ import (
 	"lifeline/webui"
 )
 
-// adminLog searches the message log of every node.
-func adminLog(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "search" {
-		return errors.New("usage: lifeline admin log search [--id ID] [--sender A] [--recipient A] [--status S] [--since 2h] [--until T] [--limit N] [--json|--csv]")
-	}
+// adminLogSearch searches the message log of every node.
+func adminLogSearch(args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin log search", stderr, true)
 	q := url.Values{}
 	for _, name := range []string{"id", "sender", "recipient", "status", "since", "until", "limit"} {
 		fs.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })
 	}
 	asCSV := fs.Bool("csv", false, "print every matching entry as CSV")
-	if _, err := parseInterleaved(fs, args[1:]); err != nil {
+	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

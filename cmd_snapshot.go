@@ -16,15 +16,6 @@ import (
 	"lifeline/webui"
 )
 
-const snapshotUsage = `usage:
-  lifeline admin snapshot save FILE [--json]
-      a backup of the cluster: its replicated state and every message body
-      it references (a tar file; gzipped when FILE ends in .gz)
-  lifeline admin snapshot restore FILE [--force] [--json]
-      replace the whole cluster's state with a backup; --force when the
-      cluster already holds mail or domains
-`
-
 // adminSnapshot runs `lifeline admin snapshot save|restore`.
 func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin snapshot "+op, stderr, true)
@@ -34,7 +25,7 @@ func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 {
-		fmt.Fprint(stderr, snapshotUsage)
+		printHelp(stderr, verbs(), "admin snapshot")
 		return errUsage
 	}
 	if op == "save" {
