@@ -3,6 +3,7 @@ package apiclient
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -168,5 +169,35 @@ func TestRedirectOnSameHostCarriesToken(t *testing.T) {
 	}
 	if n := srv.requests(); n != 2 {
 		t.Fatalf("%d requests, want 2 (no status lookup)", n)
+	}
+}
+
+// A restore sent to a follower reaches the leader with its token and the
+// whole backup: the body is read again for the second request.
+func TestRestoreThroughFollowerResendsBody(t *testing.T) {
+	backup := strings.Repeat("tar bytes ", 1000)
+	var mu sync.Mutex
+	var got string
+	l := newRecorder(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, `{"error":"unauthorised"}`, http.StatusUnauthorized)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = string(b)
+		mu.Unlock()
+		w.Write([]byte(`{"messages":3,"seconds":0.25}`))
+	})
+	f := follower(t, false, func() string { return l.URL }, func() []string { return []string{l.hostPort()} })
+	open := func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(backup)), nil }
+	rep, err := New(f.URL, token).Restore(testCtx(t), open, int64(len(backup)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got != backup || rep.Messages != 3 {
+		t.Fatalf("leader got %d of %d bytes; report %+v", len(got), len(backup), rep)
 	}
 }
