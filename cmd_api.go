@@ -79,8 +79,7 @@ func oneName(fs *flag.FlagSet, args []string, what string) (string, error) {
 // multiFlag collects a repeatable flag (--org A --org B).
 type multiFlag []string
 
-func (m *multiFlag) String() string { return strings.Join(*m, ",") }
-
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // readPasswordFile reads a password from a file ("-" for standard input),

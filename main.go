@@ -1,5 +1,7 @@
-// Command lifeline runs and manages Lifeline nodes. Each subcommand parses
-// its flags here and hands over to the node package or the API client.
+// Command lifeline runs and manages Lifeline nodes. The table of verbs
+// below drives both dispatch and the help; each verb, in the cmd_*.go file
+// named for what it manages, parses its flags and hands over to the node
+// package or the API client, which makes every HTTP call.
 package main
 
 import (
