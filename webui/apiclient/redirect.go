@@ -24,11 +24,12 @@ import (
 // it forwards the token to any port of the same host and from https to
 // plain http.
 //
-// So with a token on the request, a redirect is followed only
-//   - never from https to http (the token would cross the network in the
-//     clear), and
-//   - to the host:port the client was configured for, or to one that the
-//     configured node announces as a node's web address in GET
+// So with a token on the request, a redirect is followed only when both
+// hold:
+//   - it does not go from https to http (the token would cross the
+//     network in the clear);
+//   - it goes to the host:port the client was configured for, or to one
+//     that the configured node announces as a node's web address in GET
 //     /api/v1/status (asked only when a redirect leaves the configured
 //     host, which is rare: a membership change or a restore on a
 //     follower).
