@@ -7,71 +7,9 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"lifeline/webui"
 )
-
-const accountsUsage = `  lifeline admin org add NAME [--require-totp yes|no]
-  lifeline admin org set NAME --require-totp yes|no
-  lifeline admin org list [--json]
-  lifeline admin user add EMAIL --org ORG --password-file FILE [--role admin] [--name NAME]
-  lifeline admin user set EMAIL [--password-file FILE] [--role user|admin] [--name NAME]
-                          [--disable|--enable] [--reset-totp] [--groups A,B] [--require-totp yes|no]
-  lifeline admin user list [--org ORG] [--json]
-  lifeline admin partner add EMAIL --org ORG [--org ORG...] --password-file FILE [--name NAME]
-  lifeline admin partner set EMAIL [--org ORG...] [--password-file FILE] [--disable|--enable]
-  lifeline admin partner list [--json]
-  lifeline admin audit [--org ORG] [--limit N] [--json]
-`
-
-// runAccounts handles the account verbs of `lifeline admin`; ok is false
-// for any other verb.
-func runAccounts(args []string, stdout, stderr io.Writer) (ok bool, err error) {
-	if len(args) >= 1 && args[0] == "audit" {
-		return true, adminAudit(args[1:], stdout, stderr)
-	}
-	if len(args) < 2 {
-		return false, nil
-	}
-	switch args[0] + " " + args[1] {
-	case "org add", "org set", "org list":
-		return true, adminOrg(args[1], args[2:], stdout, stderr)
-	case "user add", "partner add":
-		return true, adminUserAdd(args[0] == "partner", args[2:], stdout, stderr)
-	case "user set", "partner set":
-		return true, adminUserSet(args[0] == "partner", args[2:], stdout, stderr)
-	case "user list", "partner list":
-		return true, adminUserList(args[0] == "partner", args[2:], stdout, stderr)
-	}
-	return false, nil
-}
-
-// multiFlag collects a repeatable flag (--org A --org B).
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-// readPasswordFile reads a password from a file ("-" for standard input),
-// without its trailing newline: passwords never go on a command line,
-// where other users could see them in the process list.
-func readPasswordFile(path string) (string, error) {
-	if path == "" {
-		return "", errors.New("--password-file FILE is required")
-	}
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(io.LimitReader(os.Stdin, 4096))
-	} else {
-		b, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
 
 func adminOrg(op string, args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin org "+op, stderr, true)
@@ -284,26 +222,77 @@ func adminUserList(partner bool, args []string, stdout, stderr io.Writer) error 
 	return tw.Flush()
 }
 
-func adminAudit(args []string, stdout, stderr io.Writer) error {
-	fs, a := apiCommand("admin audit", stderr, true)
-	org := fs.String("org", "", "only this organisation")
-	limit := fs.Int("limit", 100, "how many entries, newest first")
-	if _, err := parseInterleaved(fs, args); err != nil {
+func adminUserImport(args []string, stdout, stderr io.Writer) error {
+	fs, a := apiCommand("admin user import", stderr, true)
+	org := fs.String("org", "", "organisation to import into")
+	welcome := fs.Bool("welcome", false, "send every imported user a welcome email")
+	path, err := oneName(fs, args, "CSV file (- for standard input)")
+	if err != nil {
+		return err
+	}
+	if *org == "" {
+		return errors.New("--org ORG is required")
+	}
+	var f io.Reader = os.Stdin
+	if path != "-" {
+		file, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		f = file
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	rep, err := a.client().ImportUsers(ctx, *org, f, *welcome)
+	if a.json && rep != nil {
+		printJSON(stdout, rep)
+		return err
+	}
+	if rep != nil && len(rep.Problems) > 0 {
+		fmt.Fprintln(stdout, "nothing was imported; problems:")
+		for _, p := range rep.Problems {
+			fmt.Fprintf(stdout, "  line %d: %s %s\n", p.Line, p.Email, p.Error)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d users; %d welcome emails queued\n", rep.Imported, rep.Welcomed)
+	return nil
+}
+
+func adminUserWelcome(args []string, stdout, stderr io.Writer) error {
+	fs, a := apiCommand("admin user welcome", stderr, false)
+	reset := fs.Bool("reset", false, "send a password reset link instead of a welcome")
+	emails, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(emails) == 0 {
+		return errors.New("name at least one user")
+	}
+	ctx, cancel := ctx30()
+	defer cancel()
+	n, err := a.client().SendWelcome(ctx, emails, *reset)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d emails queued\n", n)
+	return nil
+}
+
+func adminUserDelete(args []string, stdout, stderr io.Writer) error {
+	fs, a := apiCommand("admin user delete", stderr, false)
+	email, err := oneName(fs, args, "email address")
+	if err != nil {
 		return err
 	}
 	ctx, cancel := ctx30()
 	defer cancel()
-	es, err := a.client().Audit(ctx, *org, *limit)
-	if err != nil {
+	if err := a.client().DeleteUser(ctx, email); err != nil {
 		return err
 	}
-	if a.json {
-		return printJSON(stdout, es)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tTARGET\tORG\tADDRESS\tDETAIL")
-	for _, e := range es {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", time.Unix(0, e.At).UTC().Format(time.RFC3339), e.Kind, e.Actor, orDash(e.Target), orDash(e.Org), orDash(e.Addr), e.Detail)
-	}
-	return tw.Flush()
+	fmt.Fprintf(stdout, "deleted %s\n", email)
+	return nil
 }

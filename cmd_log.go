@@ -2,62 +2,41 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"lifeline/webui"
+	"lifeline/webui/apiclient"
 )
 
-// adminLog searches the message log of every node.
-func adminLog(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "search" {
-		return errors.New("usage: lifeline admin log search [--id ID] [--sender A] [--recipient A] [--status S] [--since 2h] [--until T] [--limit N] [--json|--csv]")
-	}
+// adminLogSearch searches the message log of every node.
+func adminLogSearch(args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin log search", stderr, true)
-	q := url.Values{}
-	for _, name := range []string{"id", "sender", "recipient", "status", "since", "until", "limit"} {
-		fs.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })
+	var f apiclient.LogFilter
+	for name, dst := range map[string]*string{"id": &f.ID, "sender": &f.Sender, "recipient": &f.Recipient,
+		"status": &f.Status, "since": &f.Since, "until": &f.Until, "limit": &f.Limit} {
+		fs.Func(name, "filter by "+name, func(v string) error { *dst = v; return nil })
 	}
 	asCSV := fs.Bool("csv", false, "print every matching entry as CSV")
-	if _, err := parseInterleaved(fs, args[1:]); err != nil {
+	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	path := "/api/v1/log?"
+	c := a.client()
 	if *asCSV {
-		path = "/api/v1/log.csv?"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(a.server, "/")+path+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
+		csv, err := c.ExportLog(ctx, f)
+		if err != nil {
+			return err
 		}
-		json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("%d: %s", resp.StatusCode, e.Error)
-	}
-	if *asCSV {
-		_, err := io.Copy(stdout, resp.Body)
+		defer csv.Close()
+		_, err = io.Copy(stdout, csv)
 		return err
 	}
-	var page webui.LogPage
-	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+	page, err := c.SearchLog(ctx, f)
+	if err != nil {
 		return err
 	}
 	if a.json {

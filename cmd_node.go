@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,8 +19,6 @@ import (
 	"lifeline/cluster"
 	"lifeline/node"
 )
-
-var errUsage = errors.New("usage")
 
 // listFlag is a repeatable or comma-separated flag.
 type listFlag []string

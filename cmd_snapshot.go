@@ -3,27 +3,17 @@ package main
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"lifeline/webui"
 )
-
-const snapshotUsage = `usage:
-  lifeline admin snapshot save FILE [--json]
-      a backup of the cluster: its replicated state and every message body
-      it references (a tar file; gzipped when FILE ends in .gz)
-  lifeline admin snapshot restore FILE [--force] [--json]
-      replace the whole cluster's state with a backup; --force when the
-      cluster already holds mail or domains
-`
 
 // adminSnapshot runs `lifeline admin snapshot save|restore`.
 func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
@@ -34,7 +24,7 @@ func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 {
-		fmt.Fprint(stderr, snapshotUsage)
+		printHelp(stderr, verbs(), "admin snapshot")
 		return errUsage
 	}
 	if op == "save" {
@@ -43,48 +33,15 @@ func adminSnapshot(op string, args []string, stdout, stderr io.Writer) error {
 	return snapshotRestore(a, pos[0], *force, stdout)
 }
 
-// snapshotHTTP has no overall timeout: a backup takes as long as its
-// bodies take to stream. A follower redirects a restore to the leader, on
-// another host, where Go's client would drop the token: the node chose
-// that address from its own cluster, so the token goes along.
-var snapshotHTTP = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
-	if len(via) >= 5 {
-		return errors.New("too many redirects")
-	}
-	if strings.HasPrefix(req.URL.Path, "/api/v1/") && req.URL.Scheme == via[0].URL.Scheme {
-		req.Header.Set("Authorization", via[0].Header.Get("Authorization"))
-	}
-	return nil
-}}
-
-func apiError(resp *http.Response) error {
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(data, &e) != nil || e.Error == "" {
-		e.Error = strings.TrimSpace(string(data))
-	}
-	return fmt.Errorf("%s: %s", resp.Status, e.Error)
-}
-
 // snapshotSave downloads a backup into FILE. The bytes go to FILE.partial
 // and are read back as a tar while they arrive; only a complete archive is
 // fsynced and renamed to FILE.
 func snapshotSave(a *apiFlags, file string, stdout io.Writer) error {
-	req, err := http.NewRequest("GET", strings.TrimSuffix(a.server, "/")+"/api/v1/snapshot", nil)
+	body, err := a.client().Backup(context.Background())
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := snapshotHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp)
-	}
+	defer body.Close()
 	tmp := file + ".partial"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -103,7 +60,7 @@ func snapshotSave(a *apiFlags, file string, stdout io.Writer) error {
 		zw = gzip.NewWriter(f)
 		out = zw
 	}
-	man, entries, err := readBackup(io.TeeReader(resp.Body, out))
+	man, entries, err := readBackup(io.TeeReader(body, out))
 	if err != nil {
 		return fmt.Errorf("backup stream: %w", err)
 	}
@@ -186,28 +143,9 @@ func snapshotRestore(a *apiFlags, file string, force bool, stdout io.Writer) err
 	if err != nil {
 		return err
 	}
-	u := strings.TrimSuffix(a.server, "/") + "/api/v1/snapshot/restore"
-	if force {
-		u += "?" + url.Values{"force": {"1"}}.Encode()
-	}
-	req, err := http.NewRequest("POST", u, f)
+	open := func() (io.ReadCloser, error) { return os.Open(file) }
+	rep, err := a.client().Restore(context.Background(), open, info.Size(), force)
 	if err != nil {
-		return err
-	}
-	req.ContentLength = info.Size()
-	req.GetBody = func() (io.ReadCloser, error) { return os.Open(file) }
-	req.Header.Set("Content-Type", "application/x-tar")
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := snapshotHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp)
-	}
-	var rep webui.RestoreReport
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		return err
 	}
 	if a.json {

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,21 +26,9 @@ type Client struct {
 
 // New returns a client for the node at base (e.g. http://127.0.0.1:8080).
 func New(base, token string) *Client {
-	return &Client{BaseURL: strings.TrimSuffix(base, "/"), Token: token, HTTP: &http.Client{
-		Timeout: 30 * time.Second,
-		// A follower redirects membership changes to the leader, which
-		// may be another host; Go drops the token on such a redirect, so
-		// it is carried over (the target is a node of the same cluster).
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 {
-				return errors.New("too many redirects")
-			}
-			if a := via[0].Header.Get("Authorization"); a != "" {
-				req.Header.Set("Authorization", a)
-			}
-			return nil
-		},
-	}}
+	c := &Client{BaseURL: strings.TrimSuffix(base, "/"), Token: token}
+	c.HTTP = &http.Client{Timeout: 30 * time.Second, CheckRedirect: c.checkRedirect}
+	return c
 }
 
 // Error is a non-2xx answer from the API.
