@@ -352,7 +352,7 @@ func applyAlertFire(tx *bolt.Tx, c *AlertFire) error {
 		return &ValidationError{Msg: "unknown alert kind " + c.Kind}
 	}
 	for i := range c.Mails {
-		if err := applySpoolAdd(tx, &c.Mails[i].Add, c.Mails[i].Summary); err != nil {
+		if err := applySpoolAddSummary(tx, &c.Mails[i]); err != nil {
 			return err
 		}
 	}

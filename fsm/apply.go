@@ -110,6 +110,7 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 				return err
 			}
 		}
+		a := &applier{tx: tx, logger: f.logger, applyEntry: applyEntry}
 		applied := appliedIndex(tx)
 		last := applied
 		for i, l := range logs {
@@ -120,7 +121,7 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			resp[i] = f.applyOne(tx, l.Data)
+			resp[i] = applyEntry(a, l.Data)
 		}
 		if last == applied {
 			return nil
@@ -135,7 +136,8 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 	return resp, nil
 }
 
-func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
+// applyEntry applies one encoded command inside the batch's transaction.
+func applyEntry(a *applier, data []byte) error {
 	cmd, err := Decode(data)
 	if err != nil {
 		var unknown *UnknownCommandError
@@ -146,58 +148,15 @@ func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
 		}
 		return err
 	}
-	switch c := cmd.(type) {
-	case nil:
+	if cmd == nil {
+		// An ignorable type of a newer release.
 		return nil
-	case *SetAdminToken:
-		return tx.Bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
-	case *DomainPut:
-		return applyDomainPut(tx, c)
-	case *DomainRemove:
-		return applyDomainRemove(tx, c)
-	case *SpoolAdd:
-		return applySpoolAdd(tx, c, InboxSummary{})
-	case *SpoolAddSummary:
-		return applySpoolAdd(tx, &c.Add, c.Summary)
-	case *NoticeAdd:
-		return applyNoticeAdd(tx, c)
-	case *MarkRead:
-		return applyMarkRead(tx, c)
-	case *OrgPut:
-		return applyOrgPut(tx, c)
-	case *UserAdd:
-		return applyUserAdd(tx, c)
-	case *UserSet:
-		return applyUserSet(tx, c)
-	case *TOTPSet:
-		return applyTOTPSet(tx, c)
-	case *SessionCreate:
-		return applySessionCreate(tx, c)
-	case *SessionTouch:
-		return applySessionTouch(tx, c)
-	case *SessionDelete:
-		return applySessionDelete(tx, c)
-	case *AuditAdd:
-		return applyAuditAdd(tx, c)
-	case *DraftPut:
-		return applyDraftPut(tx, c)
-	case *DraftDelete:
-		return applyDraftDelete(tx, c)
-	case *AttemptStart:
-		return applyAttemptStart(tx, c)
-	case *AttemptResult:
-		return applyAttemptResult(tx, c)
-	case *DomainState:
-		return applyDomainState(tx, c)
-	case *DelayNotified:
-		return applyDelayNotified(tx, c)
-	case *QueueOp:
-		return applyQueueOp(tx, c)
 	}
-	if err, ok := f.applyConsole(tx, cmd); ok {
-		return err
-	}
-	return fmt.Errorf("fsm: no handler for %T", cmd)
+	return commands[data[0]].apply(a, cmd)
+}
+
+func applySetAdminToken(tx *bolt.Tx, c *SetAdminToken) error {
+	return tx.Bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
 }
 
 func applyDomainPut(tx *bolt.Tx, c *DomainPut) error {
@@ -230,7 +189,17 @@ func applyDomainRemove(tx *bolt.Tx, c *DomainRemove) error {
 	return b.Delete([]byte(c.Name))
 }
 
-func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd, sum InboxSummary) error {
+func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd) error {
+	return addToSpool(tx, c, InboxSummary{})
+}
+
+func applySpoolAddSummary(tx *bolt.Tx, c *SpoolAddSummary) error {
+	return addToSpool(tx, &c.Add, c.Summary)
+}
+
+// addToSpool queues a message and indexes it in the Emergency Inbox of
+// each recipient with sum, what the inbox lists of it.
+func addToSpool(tx *bolt.Tx, c *SpoolAdd, sum InboxSummary) error {
 	if c.ID == "" || c.BlobHash == "" || len(c.Recipients) == 0 {
 		return &ValidationError{Msg: "spool entry needs an ID, a blob and a recipient"}
 	}

@@ -2,10 +2,6 @@ package fsm
 
 import bolt "go.etcd.io/bbolt"
 
-// TypeNoticeAdd continues the append-only list in command.go. Its number
-// leaves room for the console's types (console.go), which grow from 22.
-const TypeNoticeAdd CommandType = 60
-
 // NoticeAdd queues a delay notice and marks its message's recipients as
 // notified in one entry.
 //
@@ -20,20 +16,6 @@ const TypeNoticeAdd CommandType = 60
 type NoticeAdd struct {
 	Add      SpoolAddSummary `codec:"a"`
 	Notified DelayNotified   `codec:"n"`
-}
-
-func noticeTypeOf(cmd any) (CommandType, bool) {
-	if _, ok := cmd.(*NoticeAdd); ok {
-		return TypeNoticeAdd, true
-	}
-	return 0, false
-}
-
-func newNoticeCommand(t CommandType) any {
-	if t == TypeNoticeAdd {
-		return &NoticeAdd{}
-	}
-	return nil
 }
 
 func applyNoticeAdd(tx *bolt.Tx, c *NoticeAdd) error {
@@ -55,5 +37,5 @@ func applyNoticeAdd(tx *bolt.Tx, c *NoticeAdd) error {
 	if err := applyDelayNotified(tx, &c.Notified); err != nil {
 		return err
 	}
-	return applySpoolAdd(tx, &c.Add.Add, c.Add.Summary)
+	return applySpoolAddSummary(tx, &c.Add)
 }
