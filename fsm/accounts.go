@@ -25,18 +25,6 @@ const (
 	RolePartner = "partner"
 )
 
-var (
-	bucketOrgs     = []byte("orgs")
-	bucketUsers    = []byte("users")
-	bucketOrgUsers = []byte("orgusers") // org \x00 email -> nil
-	bucketSessions = []byte("sessions") // sha256(session ID) hex -> Session
-	bucketSessExp  = []byte("sessexp")  // expires(8) hash -> nil
-	bucketAudit    = []byte("audit")    // at(8) seq(8) -> AuditEntry
-
-	keyAuditSeq   = []byte("audit_seq")
-	keyAuditCount = []byte("audit_count")
-)
-
 // Org is a customer organisation. Domain.Org names it.
 type Org struct {
 	Name string `codec:"n" json:"name"`
@@ -285,10 +273,6 @@ func applyOrgPut(tx *bolt.Tx, c *OrgPut) error {
 	return putValue(b, c.Name, o)
 }
 
-func orgUserKey(org, email string) []byte {
-	return append(append([]byte(org), 0), email...)
-}
-
 func applyUserAdd(tx *bolt.Tx, c *UserAdd) error {
 	if !ValidEmail(c.Email) {
 		return &ValidationError{Msg: "invalid email address: " + c.Email}
@@ -452,13 +436,6 @@ func applyTOTPSet(tx *bolt.Tx, c *TOTPSet) error {
 		return err
 	}
 	return addAudit(tx, AuditEntry{At: c.At, Kind: AuditTOTPEnrol, Actor: u.Email, Org: u.Org, Addr: c.Addr})
-}
-
-func sessExpKey(exp int64, hash string) []byte {
-	k := make([]byte, 8+len(hash))
-	binary.BigEndian.PutUint64(k, uint64(exp))
-	copy(k[8:], hash)
-	return k
 }
 
 // ErrTOTPReused is the message of the ValidationError for a code whose
@@ -641,7 +618,7 @@ func (s *Store) Users(org string) ([]User, error) {
 				return nil
 			})
 		}
-		prefix := append([]byte(org), 0)
+		prefix := orgUserPrefix(org)
 		c := tx.Bucket(bucketOrgUsers).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			p, err := getJSONish[User](users, string(k[len(prefix):]))

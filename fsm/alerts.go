@@ -222,8 +222,6 @@ type SMSGateway struct {
 	From     string `codec:"f,omitempty" json:"from,omitempty"`
 }
 
-var keySMSGateway = []byte("sms_gateway")
-
 // SMSGatewaySet replaces the gateway; an empty URL removes it.
 type SMSGatewaySet struct {
 	Gateway SMSGateway `codec:"g"`
@@ -305,13 +303,6 @@ type AlertFire struct {
 	At     int64             `codec:"t"`
 	Mails  []SpoolAddSummary `codec:"m,omitempty"`
 	SMS    []AlertSMS        `codec:"sms,omitempty"`
-}
-
-func smsKey(created int64, key string) []byte {
-	k := make([]byte, 8+len(key))
-	binary.BigEndian.PutUint64(k, uint64(created))
-	copy(k[8:], key)
-	return k
 }
 
 // SMSKeep is how long finished SMS stay in the outbox, for the console.

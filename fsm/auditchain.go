@@ -24,24 +24,6 @@ import (
 // `lifeline admin audit verify` prints, now and then, elsewhere, closes
 // that gap too.
 
-var (
-	keyAuditHead   = []byte("audit_head")   // hex hash of the newest entry
-	keyAuditAnchor = []byte("audit_anchor") // seq(8) hash of the newest pruned entry
-)
-
-func auditKey(at int64, seq uint64) []byte {
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, uint64(at))
-	binary.BigEndian.PutUint64(k[8:], seq)
-	return k
-}
-
-func seqKey(seq uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
-	return k[:]
-}
-
 // AuditHash is the chain hash of e: sha256 over a versioned, length-
 // prefixed encoding of every field but Hash.
 func AuditHash(e *AuditEntry) string {

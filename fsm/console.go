@@ -2,19 +2,6 @@ package fsm
 
 import "fmt"
 
-var (
-	bucketAuditSeq      = []byte("auditseq")      // seq(8) -> audit key (at(8) seq(8))
-	bucketDomainReqs    = []byte("domainreqs")    // name -> DomainRequestRecord
-	bucketOrgSettings   = []byte("orgsettings")   // org -> OrgSettings
-	bucketAlertEpisodes = []byte("alertepisodes") // domain -> AlertEpisode
-	bucketSMSOutbox     = []byte("smsoutbox")     // created(8) key -> SMSMessage
-	bucketPwTokens      = []byte("pwtokens")      // sha256(token) hex -> PasswordToken
-)
-
-func consoleBuckets() [][]byte {
-	return [][]byte{bucketAuditSeq, bucketDomainReqs, bucketOrgSettings, bucketAlertEpisodes, bucketSMSOutbox, bucketPwTokens}
-}
-
 // Audited is a command together with the audit entry that records it.
 // The proposer fills the entry (who, from where, what); Apply appends it
 // only when the inner command succeeds, in the same transaction.

@@ -110,22 +110,10 @@ type QueueOp struct {
 	Lenient bool `codec:"len,omitempty"`
 }
 
-var (
-	bucketRetired = []byte("retired")
-	keyLastRetry  = []byte("last_retry")
-)
-
 // RetiredKeep bounds the message log of retired messages: records older
 // than this, counted from the newest retirement, are pruned as new ones
 // arrive, so the store stays bounded.
 const RetiredKeep = int64(7 * 24 * 3600 * 1e9)
-
-func retiredKey(at int64, id string) []byte {
-	k := make([]byte, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(at))
-	copy(k[8:], id)
-	return k
-}
 
 func getMessage(tx *bolt.Tx, id string) (*Message, error) {
 	v := tx.Bucket(bucketMessages).Get([]byte(id))
