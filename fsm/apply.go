@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -153,100 +152,6 @@ func applyEntry(a *applier, data []byte) error {
 		return nil
 	}
 	return commands[data[0]].apply(a, cmd)
-}
-
-func applySetAdminToken(tx *bolt.Tx, c *SetAdminToken) error {
-	return tx.Bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
-}
-
-func applyDomainPut(tx *bolt.Tx, c *DomainPut) error {
-	name := strings.ToLower(c.Name)
-	if name == "" || name != c.Name {
-		return &ValidationError{Msg: "domain name must be lower case and not empty"}
-	}
-	b := tx.Bucket(bucketDomains)
-	d := Domain{Name: name, Destination: c.Destination, Org: c.Org, CreatedAt: c.At, UpdatedAt: c.At}
-	if old := b.Get([]byte(name)); old != nil {
-		var prev Domain
-		if err := decodeValue(old, &prev); err != nil {
-			return err
-		}
-		d.CreatedAt = prev.CreatedAt
-		d.Spooling, d.SpoolingSince, d.LastError, d.LastDelivered = prev.Spooling, prev.SpoolingSince, prev.LastError, prev.LastDelivered
-	}
-	v, err := encodeValue(&d)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(name), v)
-}
-
-func applyDomainRemove(tx *bolt.Tx, c *DomainRemove) error {
-	b := tx.Bucket(bucketDomains)
-	if b.Get([]byte(c.Name)) == nil {
-		return &ValidationError{Msg: "no such domain: " + c.Name}
-	}
-	return b.Delete([]byte(c.Name))
-}
-
-func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd) error {
-	return addToSpool(tx, c, InboxSummary{})
-}
-
-func applySpoolAddSummary(tx *bolt.Tx, c *SpoolAddSummary) error {
-	return addToSpool(tx, &c.Add, c.Summary)
-}
-
-// addToSpool queues a message and indexes it in the Emergency Inbox of
-// each recipient with sum, what the inbox lists of it.
-func addToSpool(tx *bolt.Tx, c *SpoolAdd, sum InboxSummary) error {
-	if c.ID == "" || c.BlobHash == "" || len(c.Recipients) == 0 {
-		return &ValidationError{Msg: "spool entry needs an ID, a blob and a recipient"}
-	}
-	msgs := tx.Bucket(bucketMessages)
-	if msgs.Get([]byte(c.ID)) != nil {
-		// A forwarded command retried after an unknown outcome: the first
-		// one won, and the message is queued once.
-		return nil
-	}
-	m := Message{
-		ID: c.ID, From: c.From, Ret: c.Ret, EnvID: c.EnvID, Body: c.Body,
-		SMTPUTF8: c.SMTPUTF8, Helo: c.Helo, RemoteAddr: c.RemoteAddr, TLS: c.TLS,
-		Node: c.Node, BlobHash: c.BlobHash, Size: c.Size, ReceivedAt: c.ReceivedAt,
-	}
-	due := tx.Bucket(bucketDue)
-	for i, r := range c.Recipients {
-		m.Recipients = append(m.Recipients, RecipientState{Recipient: r, State: StateQueued, NextAttempt: c.ReceivedAt})
-		if err := due.Put(dueKey(c.ReceivedAt, c.ID, i), nil); err != nil {
-			return err
-		}
-	}
-	v, err := encodeValue(&m)
-	if err != nil {
-		return err
-	}
-	if err := msgs.Put([]byte(c.ID), v); err != nil {
-		return err
-	}
-	if err := indexAdd(tx, &m, sum); err != nil {
-		return err
-	}
-	return addBlobRef(tx, c.BlobHash, 1)
-}
-
-// addBlobRef counts the messages that reference a body, so identical bodies
-// share one blob and it is dropped only when the last reference retires.
-func addBlobRef(tx *bolt.Tx, hash string, delta int64) error {
-	b := tx.Bucket(bucketBlobRefs)
-	var n int64
-	if v := b.Get([]byte(hash)); len(v) == 8 {
-		n = int64(beUint64(v))
-	}
-	n += delta
-	if n <= 0 {
-		return b.Delete([]byte(hash))
-	}
-	return putUint64(b, []byte(hash), uint64(n))
 }
 
 // Snapshot implements raft.FSM. The returned snapshot holds one read

@@ -2,9 +2,36 @@ package fsm
 
 import (
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 )
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	c := spool("Q1", "a@x.com")
+	data, err := Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if CommandType(data[0]) != TypeSpoolAdd {
+		t.Fatalf("type byte %d", data[0])
+	}
+	got, err := Decode(data)
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+}
+
+func TestCommandSizeLimit(t *testing.T) {
+	c := spool("Q1")
+	for i := 0; i < 2000; i++ {
+		c.Recipients = append(c.Recipients, Recipient{Address: fmt.Sprintf("%040d@example.com", i), Domain: "example.com"})
+	}
+	if _, err := Encode(c); !errors.Is(err, ErrCommandTooLarge) {
+		t.Fatalf("want ErrCommandTooLarge, got %v", err)
+	}
+}
 
 // Entries already in Raft logs and snapshots must decode as they always
 // did: these bytes were written by the release that first had each type,

@@ -36,13 +36,6 @@ const (
 	MaxSummarySubject = 512
 )
 
-// SpoolAddSummary is a SpoolAdd with the header summary the inbox lists.
-// It is a separate type because it is a changed shape (DESIGN.md §3.3).
-type SpoolAddSummary struct {
-	Add     SpoolAdd     `codec:"a"`
-	Summary InboxSummary `codec:"s"`
-}
-
 // MarkRead sets or clears the read state of messages in one inbox.
 type MarkRead struct {
 	Address string   `codec:"e"`

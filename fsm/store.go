@@ -264,3 +264,25 @@ func encodeValue(v any) ([]byte, error) {
 func decodeValue(data []byte, v any) error {
 	return codec.NewDecoderBytes(data, msgpackHandle()).Decode(v)
 }
+
+func getValue[T any](b *bolt.Bucket, key string) (*T, error) {
+	v := b.Get([]byte(key))
+	if v == nil {
+		return nil, nil
+	}
+	var out T
+	if err := decodeValue(v, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func putValue(b *bolt.Bucket, key string, v any) error {
+	data, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
