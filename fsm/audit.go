@@ -324,8 +324,8 @@ type AuditFilter struct {
 	Target string // substring, case-insensitive
 	// Since and Until bound the time (unix nanoseconds, inclusive).
 	Since, Until int64
-	// Before is the cursor: entries strictly older than this key
-	// (AuditCursor of the last entry of the previous page).
+	// Before is the cursor: entries strictly older than this key (the
+	// next that SearchAudit returned with the previous page).
 	Before string
 	Limit  int
 }
