@@ -2,7 +2,7 @@ package fsm
 
 import (
 	"bytes"
-	"encoding/binary"
+	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -23,18 +23,6 @@ const (
 	// RolePartner is a channel admin who manages several organisations but
 	// never reads their users' mail.
 	RolePartner = "partner"
-)
-
-var (
-	bucketOrgs     = []byte("orgs")
-	bucketUsers    = []byte("users")
-	bucketOrgUsers = []byte("orgusers") // org \x00 email -> nil
-	bucketSessions = []byte("sessions") // sha256(session ID) hex -> Session
-	bucketSessExp  = []byte("sessexp")  // expires(8) hash -> nil
-	bucketAudit    = []byte("audit")    // at(8) seq(8) -> AuditEntry
-
-	keyAuditSeq   = []byte("audit_seq")
-	keyAuditCount = []byte("audit_count")
 )
 
 // Org is a customer organisation. Domain.Org names it.
@@ -99,46 +87,42 @@ func (u *User) Manages(org string) bool {
 	return false
 }
 
-// Session is a signed-in browser. Only the hash of its ID is stored, so a
-// copy of the state does not sign anyone in.
-type Session struct {
-	Hash      string `codec:"h"`
-	Email     string `codec:"e"`
-	CreatedAt int64  `codec:"c"`
-	LastSeen  int64  `codec:"l"`
-	Expires   int64  `codec:"x"`
-	Addr      string `codec:"a,omitempty"`
+// OrgSettings are an organisation's console settings.
+type OrgSettings struct {
+	Org    string        `codec:"o" json:"org"`
+	Alerts AlertSettings `codec:"al" json:"alerts"`
+	// InboxGroups, when not empty, limits the Emergency Inbox to users in
+	// one of these groups (org admins always have it).
+	InboxGroups []string `codec:"ig,omitempty" json:"inbox_groups,omitempty"`
+	UpdatedAt   int64    `codec:"u" json:"-"`
 }
 
-// AuditEntry is one line of the audit log.
-type AuditEntry struct {
-	At     int64  `codec:"t" json:"at"`
-	Kind   string `codec:"k" json:"kind"`
-	Actor  string `codec:"a" json:"actor"`
-	Target string `codec:"tg,omitempty" json:"target,omitempty"`
-	// Org is the organisation the entry concerns, so org admins and
-	// partners read only their own organisations' entries.
-	Org    string `codec:"o,omitempty" json:"org,omitempty"`
-	Addr   string `codec:"ad,omitempty" json:"addr,omitempty"`
-	Detail string `codec:"d,omitempty" json:"detail,omitempty"`
-	// Seq numbers entries in the order they were applied; Prev is the
-	// Hash of the entry before, and Hash covers this entry and Prev, so
-	// a changed, removed or inserted entry breaks the chain (VerifyAudit).
-	Seq  uint64 `codec:"sq,omitempty" json:"seq,omitempty"`
-	Prev string `codec:"pv,omitempty" json:"prev,omitempty"`
-	Hash string `codec:"hs,omitempty" json:"hash,omitempty"`
+// InboxAllowed reports whether u may use the Emergency Inbox.
+func (o *OrgSettings) InboxAllowed(u *User) bool {
+	if len(o.InboxGroups) == 0 || u.Role == RoleOrgAdmin {
+		return true
+	}
+	for _, g := range u.Groups {
+		for _, w := range o.InboxGroups {
+			if g == w {
+				return true
+			}
+		}
+	}
+	return false
 }
 
-// Audit kinds.
-const (
-	AuditLogin       = "login"
-	AuditLoginFailed = "login_failed"
-	AuditOpenInbox   = "open_inbox"
-	AuditTOTPEnrol   = "totp_enrol"
-)
+// defaultOrgSettings are the settings of an organisation that never
+// chose any: alerts off, to both contacts, by email, reminders every 4h.
+func defaultOrgSettings(org string) OrgSettings {
+	return OrgSettings{Org: org, Alerts: AlertSettings{To: AlertToBoth, Via: AlertByEmail, RepeatEvery: DefaultAlertRepeat}}
+}
 
-// MaxAudit bounds the audit log; the oldest entries go first.
-const MaxAudit = 100_000
+// SetAdminToken stores the hash of the operator token, set once when the
+// cluster is formed.
+type SetAdminToken struct {
+	Hash string `codec:"h"`
+}
 
 // OrgPut creates an organisation or changes its settings.
 type OrgPut struct {
@@ -146,6 +130,14 @@ type OrgPut struct {
 	Create      bool   `codec:"c,omitempty"`
 	RequireTOTP *bool  `codec:"rt,omitempty"`
 	At          int64  `codec:"t"`
+}
+
+// OrgSettingsSet changes an organisation's settings; nil fields stay.
+type OrgSettingsSet struct {
+	Org         string         `codec:"o"`
+	Alerts      *AlertSettings `codec:"al,omitempty"`
+	InboxGroups *[]string      `codec:"ig,omitempty"`
+	At          int64          `codec:"t"`
 }
 
 // UserAdd creates a login. PasswordHash is an argon2id hash computed by the
@@ -183,35 +175,44 @@ type TOTPSet struct {
 	Addr   string `codec:"a,omitempty"`
 }
 
-// SessionCreate signs a user in. The proposer checked the password (and
-// the TOTP code against its clock); Apply checks that the code's step is
-// newer than the last one used, so the same code cannot sign in twice even
-// on two nodes at once (RFC 6238 §5.2). It writes the login audit entry.
-type SessionCreate struct {
-	Hash     string `codec:"h"`
-	Email    string `codec:"e"`
-	Expires  int64  `codec:"x"`
-	TOTPStep int64  `codec:"ts,omitempty"`
-	At       int64  `codec:"t"`
-	Addr     string `codec:"a,omitempty"`
+// ImportedUser is one user of a UserImport. Imported users have no
+// password: they choose one through a welcome link (PasswordTokens).
+type ImportedUser struct {
+	Email       string   `codec:"e"`
+	DisplayName string   `codec:"dn,omitempty"`
+	Role        string   `codec:"r"`
+	Org         string   `codec:"o"`
+	Groups      []string `codec:"g,omitempty"`
 }
 
-// SessionTouch moves a session's last-seen time and expiry forward.
-type SessionTouch struct {
-	Hash    string `codec:"h"`
-	At      int64  `codec:"t"`
-	Expires int64  `codec:"x"`
+// UserImport creates several users at once: all of them, or, if any one
+// is refused, none.
+type UserImport struct {
+	Users []ImportedUser `codec:"u"`
+	At    int64          `codec:"t"`
 }
 
-// SessionDelete signs a session out.
-type SessionDelete struct {
-	Hash string `codec:"h"`
+// MaxImport is the most users one UserImport carries, which keeps the
+// command well inside MaxCommandSize.
+const MaxImport = 400
+
+// UserEdit changes a user of an organisation; nil fields stay.
+type UserEdit struct {
+	Email       string    `codec:"e"`
+	DisplayName *string   `codec:"dn,omitempty"`
+	Role        *string   `codec:"r,omitempty"`
+	Groups      *[]string `codec:"g,omitempty"`
+	Disabled    *bool     `codec:"d,omitempty"`
+	RequireTOTP *bool     `codec:"rq,omitempty"`
+	ClearTOTP   bool      `codec:"ct,omitempty"`
+	At          int64     `codec:"t"`
 }
 
-// AuditAdd appends to the audit log. A failed login also counts against
-// the account's limit.
-type AuditAdd struct {
-	Entry AuditEntry `codec:"e"`
+// UserDelete removes a login, its sessions and its password links. Mail
+// spooled for the address stays and is delivered as usual.
+type UserDelete struct {
+	Email string `codec:"e"`
+	At    int64  `codec:"t"`
 }
 
 func validName(s string, max int) bool {
@@ -241,24 +242,47 @@ func ValidEmail(e string) bool {
 	return !strings.Contains(e[at+1:], "@") && strings.Contains(e[at+1:], ".")
 }
 
-func getJSONish[T any](b *bolt.Bucket, key string) (*T, error) {
-	v := b.Get([]byte(key))
-	if v == nil {
-		return nil, nil
-	}
-	var out T
-	if err := decodeValue(v, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+// ValidGroup accepts a group name: 1 to 64 printable characters without
+// commas or semicolons (the CSV import separates groups with them).
+func ValidGroup(g string) bool {
+	return validName(g, 64) && !strings.ContainsAny(g, ",;")
 }
 
-func putValue(b *bolt.Bucket, key string, v any) error {
-	data, err := encodeValue(v)
-	if err != nil {
-		return err
+func checkGroups(gs []string) error {
+	if len(gs) > 50 {
+		return &ValidationError{Msg: "a user can be in at most 50 groups"}
 	}
-	return b.Put([]byte(key), data)
+	for _, g := range gs {
+		if !ValidGroup(g) {
+			return &ValidationError{Msg: "invalid group name: " + g}
+		}
+	}
+	return nil
+}
+
+func checkOrgs(orgs *bolt.Bucket, names []string) error {
+	for _, o := range names {
+		if orgs.Get([]byte(o)) == nil {
+			return &ValidationError{Msg: "no such organisation: " + o}
+		}
+	}
+	return nil
+}
+
+func dedupe(in []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func applySetAdminToken(tx *bolt.Tx, c *SetAdminToken) error {
+	return tx.Bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
 }
 
 func applyOrgPut(tx *bolt.Tx, c *OrgPut) error {
@@ -266,7 +290,7 @@ func applyOrgPut(tx *bolt.Tx, c *OrgPut) error {
 		return &ValidationError{Msg: "organisation name must be 1 to 100 printable characters"}
 	}
 	b := tx.Bucket(bucketOrgs)
-	o, err := getJSONish[Org](b, c.Name)
+	o, err := getValue[Org](b, c.Name)
 	if err != nil {
 		return err
 	}
@@ -285,8 +309,39 @@ func applyOrgPut(tx *bolt.Tx, c *OrgPut) error {
 	return putValue(b, c.Name, o)
 }
 
-func orgUserKey(org, email string) []byte {
-	return append(append([]byte(org), 0), email...)
+func applyOrgSettingsSet(tx *bolt.Tx, c *OrgSettingsSet) error {
+	if tx.Bucket(bucketOrgs).Get([]byte(c.Org)) == nil {
+		return &ValidationError{Msg: "no such organisation: " + c.Org}
+	}
+	if c.Alerts != nil {
+		if err := checkAlerts(c.Alerts); err != nil {
+			return err
+		}
+	}
+	if c.InboxGroups != nil {
+		for _, g := range *c.InboxGroups {
+			if !ValidGroup(g) {
+				return &ValidationError{Msg: "invalid group name: " + g}
+			}
+		}
+	}
+	b := tx.Bucket(bucketOrgSettings)
+	o, err := getValue[OrgSettings](b, c.Org)
+	if err != nil {
+		return err
+	}
+	if o == nil {
+		d := defaultOrgSettings(c.Org)
+		o = &d
+	}
+	if c.Alerts != nil {
+		o.Alerts = *c.Alerts
+	}
+	if c.InboxGroups != nil {
+		o.InboxGroups = dedupe(*c.InboxGroups)
+	}
+	o.UpdatedAt = c.At
+	return putValue(b, c.Org, o)
 }
 
 func applyUserAdd(tx *bolt.Tx, c *UserAdd) error {
@@ -331,30 +386,9 @@ func applyUserAdd(tx *bolt.Tx, c *UserAdd) error {
 	return putValue(users, c.Email, &u)
 }
 
-func checkOrgs(orgs *bolt.Bucket, names []string) error {
-	for _, o := range names {
-		if orgs.Get([]byte(o)) == nil {
-			return &ValidationError{Msg: "no such organisation: " + o}
-		}
-	}
-	return nil
-}
-
-func dedupe(in []string) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 func applyUserSet(tx *bolt.Tx, c *UserSet) error {
 	users := tx.Bucket(bucketUsers)
-	u, err := getJSONish[User](users, c.Email)
+	u, err := getValue[User](users, c.Email)
 	if err != nil {
 		return err
 	}
@@ -406,34 +440,9 @@ func applyUserSet(tx *bolt.Tx, c *UserSet) error {
 	return putValue(users, u.Email, u)
 }
 
-func deleteUserSessions(tx *bolt.Tx, email string) error {
-	b := tx.Bucket(bucketSessions)
-	var del [][]byte
-	err := b.ForEach(func(k, v []byte) error {
-		var s Session
-		if err := decodeValue(v, &s); err != nil {
-			return err
-		}
-		if s.Email == email {
-			del = append(del, append([]byte(nil), k...))
-			return tx.Bucket(bucketSessExp).Delete(sessExpKey(s.Expires, s.Hash))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range del {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func applyTOTPSet(tx *bolt.Tx, c *TOTPSet) error {
 	users := tx.Bucket(bucketUsers)
-	u, err := getJSONish[User](users, c.Email)
+	u, err := getValue[User](users, c.Email)
 	if err != nil {
 		return err
 	}
@@ -454,141 +463,132 @@ func applyTOTPSet(tx *bolt.Tx, c *TOTPSet) error {
 	return addAudit(tx, AuditEntry{At: c.At, Kind: AuditTOTPEnrol, Actor: u.Email, Org: u.Org, Addr: c.Addr})
 }
 
-func sessExpKey(exp int64, hash string) []byte {
-	k := make([]byte, 8+len(hash))
-	binary.BigEndian.PutUint64(k, uint64(exp))
-	copy(k[8:], hash)
-	return k
-}
-
-// ErrTOTPReused is the message of the ValidationError for a code whose
-// step was already used.
-const ErrTOTPReused = "this code was already used; wait for the next one"
-
-func applySessionCreate(tx *bolt.Tx, c *SessionCreate) error {
-	if len(c.Hash) != 64 || c.Expires <= c.At {
-		return &ValidationError{Msg: "invalid session"}
+func applyUserImport(tx *bolt.Tx, c *UserImport) error {
+	if len(c.Users) == 0 || len(c.Users) > MaxImport {
+		return &ValidationError{Msg: fmt.Sprintf("an import holds 1 to %d users", MaxImport)}
 	}
-	users := tx.Bucket(bucketUsers)
-	u, err := getJSONish[User](users, c.Email)
-	if err != nil {
-		return err
-	}
-	if u == nil || u.Disabled {
-		return &ValidationError{Msg: "no such user: " + c.Email}
-	}
-	if u.TOTPEnrolled() {
-		if c.TOTPStep <= u.TOTPLastStep {
-			return &ValidationError{Msg: ErrTOTPReused}
+	users, orgs := tx.Bucket(bucketUsers), tx.Bucket(bucketOrgs)
+	seen := map[string]bool{}
+	// Check everything first: an import is all or nothing.
+	for _, u := range c.Users {
+		switch {
+		case !ValidEmail(u.Email):
+			return &ValidationError{Msg: "invalid email address: " + u.Email}
+		case seen[u.Email]:
+			return &ValidationError{Msg: "listed twice: " + u.Email}
+		case users.Get([]byte(u.Email)) != nil:
+			return &ValidationError{Msg: "user already exists: " + u.Email}
+		case u.Role != RoleUser && u.Role != RoleOrgAdmin:
+			return &ValidationError{Msg: "role must be user or org-admin: " + u.Email}
+		case orgs.Get([]byte(u.Org)) == nil:
+			return &ValidationError{Msg: "no such organisation: " + u.Org}
+		case u.DisplayName != "" && !validName(u.DisplayName, 200):
+			return &ValidationError{Msg: "display name must be at most 200 printable characters: " + u.Email}
 		}
-		u.TOTPLastStep = c.TOTPStep
-	}
-	u.FailedLogins, u.FailedSince = 0, 0
-	if err := putValue(users, u.Email, u); err != nil {
-		return err
-	}
-	s := Session{Hash: c.Hash, Email: c.Email, CreatedAt: c.At, LastSeen: c.At, Expires: c.Expires, Addr: c.Addr}
-	if err := putValue(tx.Bucket(bucketSessions), c.Hash, &s); err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketSessExp).Put(sessExpKey(c.Expires, c.Hash), nil); err != nil {
-		return err
-	}
-	if err := pruneSessions(tx, c.At); err != nil {
-		return err
-	}
-	return addAudit(tx, AuditEntry{At: c.At, Kind: AuditLogin, Actor: u.Email, Org: u.Org, Addr: c.Addr})
-}
-
-// pruneSessions drops a few expired sessions per login, so the bucket
-// stays bounded without any apply walking all of it.
-func pruneSessions(tx *bolt.Tx, now int64) error {
-	exp := tx.Bucket(bucketSessExp)
-	var old [][]byte
-	c := exp.Cursor()
-	for k, _ := c.First(); k != nil && len(old) < 16; k, _ = c.Next() {
-		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now {
-			break
-		}
-		old = append(old, append([]byte(nil), k...))
-	}
-	for _, k := range old {
-		if err := exp.Delete(k); err != nil {
+		if err := checkGroups(u.Groups); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketSessions).Delete(k[8:]); err != nil {
+		seen[u.Email] = true
+	}
+	for _, u := range c.Users {
+		nu := User{Email: u.Email, DisplayName: u.DisplayName, Role: u.Role, Org: u.Org, Groups: dedupe(u.Groups), CreatedAt: c.At, UpdatedAt: c.At}
+		if err := putValue(users, u.Email, &nu); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketOrgUsers).Put(orgUserKey(u.Org, u.Email), nil); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func applySessionTouch(tx *bolt.Tx, c *SessionTouch) error {
-	b := tx.Bucket(bucketSessions)
-	s, err := getJSONish[Session](b, c.Hash)
-	if err != nil || s == nil {
+func applyUserEdit(tx *bolt.Tx, c *UserEdit) error {
+	users := tx.Bucket(bucketUsers)
+	u, err := getValue[User](users, c.Email)
+	if err != nil {
 		return err
 	}
-	if c.Expires > s.Expires {
-		if err := tx.Bucket(bucketSessExp).Delete(sessExpKey(s.Expires, s.Hash)); err != nil {
+	if u == nil {
+		return &ValidationError{Msg: "no such user: " + c.Email}
+	}
+	if c.DisplayName != nil && *c.DisplayName != "" && !validName(*c.DisplayName, 200) {
+		return &ValidationError{Msg: "display name must be at most 200 printable characters"}
+	}
+	if c.Role != nil && ((*c.Role != RoleUser && *c.Role != RoleOrgAdmin) || u.Role == RolePartner) {
+		return &ValidationError{Msg: "role can change only between user and org-admin"}
+	}
+	if c.Groups != nil {
+		if u.Role == RolePartner {
+			return &ValidationError{Msg: "partners are in no group"}
+		}
+		if err := checkGroups(*c.Groups); err != nil {
 			return err
 		}
-		s.Expires = c.Expires
-		if err := tx.Bucket(bucketSessExp).Put(sessExpKey(s.Expires, s.Hash), nil); err != nil {
-			return err
-		}
 	}
-	if c.At > s.LastSeen {
-		s.LastSeen = c.At
+	if c.DisplayName != nil {
+		u.DisplayName = *c.DisplayName
 	}
-	return putValue(b, s.Hash, s)
-}
-
-func applySessionDelete(tx *bolt.Tx, c *SessionDelete) error {
-	b := tx.Bucket(bucketSessions)
-	s, err := getJSONish[Session](b, c.Hash)
-	if err != nil || s == nil {
-		return err
+	if c.Role != nil {
+		u.Role = *c.Role
 	}
-	if err := tx.Bucket(bucketSessExp).Delete(sessExpKey(s.Expires, s.Hash)); err != nil {
-		return err
+	if c.Groups != nil {
+		u.Groups = dedupe(*c.Groups)
 	}
-	return b.Delete([]byte(c.Hash))
-}
-
-// LoginFailureWindow is the window over which failed logins of one
-// account are counted.
-const LoginFailureWindow = int64(15 * 60 * 1e9)
-
-func applyAuditAdd(tx *bolt.Tx, c *AuditAdd) error {
-	e := c.Entry
-	if e.Kind == "" || len(e.Actor) > 254 || len(e.Target) > 254 || len(e.Detail) > 1024 {
-		return &ValidationError{Msg: "invalid audit entry"}
+	if c.RequireTOTP != nil {
+		u.RequireTOTP = *c.RequireTOTP
 	}
-	if e.Kind == AuditLoginFailed {
-		users := tx.Bucket(bucketUsers)
-		u, err := getJSONish[User](users, e.Actor)
-		if err != nil {
-			return err
-		}
-		if u != nil {
-			if e.At-u.FailedSince > LoginFailureWindow {
-				u.FailedLogins, u.FailedSince = 0, e.At
-			}
-			u.FailedLogins++
-			if err := putValue(users, u.Email, u); err != nil {
+	if c.ClearTOTP {
+		u.TOTPSecret = ""
+	}
+	if c.Disabled != nil {
+		u.Disabled = *c.Disabled
+		if u.Disabled {
+			if err := deleteUserSessions(tx, u.Email); err != nil {
 				return err
 			}
-			e.Org = u.Org
 		}
 	}
-	return addAudit(tx, e)
+	u.UpdatedAt = c.At
+	return putValue(users, u.Email, u)
+}
+
+func applyUserDelete(tx *bolt.Tx, c *UserDelete) error {
+	users := tx.Bucket(bucketUsers)
+	u, err := getValue[User](users, c.Email)
+	if err != nil {
+		return err
+	}
+	if u == nil {
+		return &ValidationError{Msg: "no such user: " + c.Email}
+	}
+	if err := deleteUserSessions(tx, u.Email); err != nil {
+		return err
+	}
+	if err := deleteUserTokens(tx, u.Email); err != nil {
+		return err
+	}
+	if u.Org != "" {
+		if err := tx.Bucket(bucketOrgUsers).Delete(orgUserKey(u.Org, u.Email)); err != nil {
+			return err
+		}
+	}
+	return users.Delete([]byte(u.Email))
+}
+
+// AdminTokenHash returns the stored hash of the operator token, or "".
+func (s *Store) AdminTokenHash() (string, error) {
+	var h string
+	err := s.view(func(tx *bolt.Tx) error {
+		h = string(tx.Bucket(bucketMeta).Get(keyAdminToken))
+		return nil
+	})
+	return h, err
 }
 
 // Org returns one organisation.
 func (s *Store) Org(name string) (o Org, ok bool, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		p, err := getJSONish[Org](tx.Bucket(bucketOrgs), name)
+		p, err := getValue[Org](tx.Bucket(bucketOrgs), name)
 		if p != nil {
 			o, ok = *p, true
 		}
@@ -613,10 +613,24 @@ func (s *Store) Orgs() ([]Org, error) {
 	return out, err
 }
 
+// OrgSettingsOf returns an organisation's settings (the defaults when
+// never set: alerts off, to both contacts, by email, reminders every 4h).
+func (s *Store) OrgSettingsOf(org string) (OrgSettings, error) {
+	o := defaultOrgSettings(org)
+	err := s.view(func(tx *bolt.Tx) error {
+		p, err := getValue[OrgSettings](tx.Bucket(bucketOrgSettings), org)
+		if p != nil {
+			o = *p
+		}
+		return err
+	})
+	return o, err
+}
+
 // User returns one login by its lower-case email address.
 func (s *Store) User(email string) (u User, ok bool, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		p, err := getJSONish[User](tx.Bucket(bucketUsers), email)
+		p, err := getValue[User](tx.Bucket(bucketUsers), email)
 		if p != nil {
 			u, ok = *p, true
 		}
@@ -641,68 +655,15 @@ func (s *Store) Users(org string) ([]User, error) {
 				return nil
 			})
 		}
-		prefix := append([]byte(org), 0)
+		prefix := orgUserPrefix(org)
 		c := tx.Bucket(bucketOrgUsers).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			p, err := getJSONish[User](users, string(k[len(prefix):]))
+			p, err := getValue[User](users, string(k[len(prefix):]))
 			if err != nil {
 				return err
 			}
 			if p != nil {
 				out = append(out, *p)
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Session returns a session by the hash of its ID.
-func (s *Store) Session(hash string) (sess Session, ok bool, err error) {
-	err = s.view(func(tx *bolt.Tx) error {
-		p, err := getJSONish[Session](tx.Bucket(bucketSessions), hash)
-		if p != nil {
-			sess, ok = *p, true
-		}
-		return err
-	})
-	return sess, ok, err
-}
-
-// Audit returns up to limit audit entries, newest first, that concern one
-// of orgs (every entry when orgs is nil), older than before (unix
-// nanoseconds; 0 for the newest).
-func (s *Store) Audit(orgs []string, before int64, limit int) ([]AuditEntry, error) {
-	var out []AuditEntry
-	want := map[string]bool{}
-	for _, o := range orgs {
-		want[o] = true
-	}
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketAudit).Cursor()
-		var k, v []byte
-		if before == 0 {
-			k, v = c.Last()
-		} else {
-			var seek [8]byte
-			binary.BigEndian.PutUint64(seek[:], uint64(before))
-			k, v = c.Seek(seek[:])
-			if k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
-			}
-		}
-		// Scanning is bounded so that an org with few entries in a large
-		// log does not make one request walk all of it.
-		for scanned := 0; k != nil && len(out) < limit && scanned < 20*limit+1000; k, v = c.Prev() {
-			scanned++
-			var e AuditEntry
-			if err := decodeValue(v, &e); err != nil {
-				return err
-			}
-			if orgs == nil || want[e.Org] {
-				out = append(out, e)
 			}
 		}
 		return nil

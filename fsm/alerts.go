@@ -3,7 +3,6 @@ package fsm
 import (
 	"encoding/binary"
 	"net/url"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -73,38 +72,9 @@ func (a *AlertSettings) Recipients() []Contact {
 func (a *AlertSettings) ByEmail() bool { return a.Via != AlertBySMS }
 func (a *AlertSettings) BySMS() bool   { return a.Via == AlertBySMS || a.Via == AlertByBoth }
 
-// OrgSettings are an organisation's console settings.
-type OrgSettings struct {
-	Org    string        `codec:"o" json:"org"`
-	Alerts AlertSettings `codec:"al" json:"alerts"`
-	// InboxGroups, when not empty, limits the Emergency Inbox to users in
-	// one of these groups (org admins always have it).
-	InboxGroups []string `codec:"ig,omitempty" json:"inbox_groups,omitempty"`
-	UpdatedAt   int64    `codec:"u" json:"-"`
-}
-
-// InboxAllowed reports whether u may use the Emergency Inbox.
-func (o *OrgSettings) InboxAllowed(u *User) bool {
-	if len(o.InboxGroups) == 0 || u.Role == RoleOrgAdmin {
-		return true
-	}
-	for _, g := range u.Groups {
-		for _, w := range o.InboxGroups {
-			if g == w {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// OrgSettingsSet changes an organisation's settings; nil fields stay.
-type OrgSettingsSet struct {
-	Org         string         `codec:"o"`
-	Alerts      *AlertSettings `codec:"al,omitempty"`
-	InboxGroups *[]string      `codec:"ig,omitempty"`
-	At          int64          `codec:"t"`
-}
+// DefaultAlertRepeat is the reminder interval of an organisation that
+// never chose one.
+const DefaultAlertRepeat = int64(4 * 3600 * 1e9)
 
 // ValidMobile accepts an E.164-like number: + and 6 to 15 digits.
 func ValidMobile(m string) bool {
@@ -117,12 +87,6 @@ func ValidMobile(m string) bool {
 		}
 	}
 	return true
-}
-
-// ValidGroup accepts a group name: 1 to 64 printable characters without
-// commas or semicolons (the CSV import separates groups with them).
-func ValidGroup(g string) bool {
-	return validName(g, 64) && !strings.ContainsAny(g, ",;")
 }
 
 func checkAlerts(a *AlertSettings) error {
@@ -160,58 +124,6 @@ func checkAlerts(a *AlertSettings) error {
 	return nil
 }
 
-func applyOrgSettingsSet(tx *bolt.Tx, c *OrgSettingsSet) error {
-	if tx.Bucket(bucketOrgs).Get([]byte(c.Org)) == nil {
-		return &ValidationError{Msg: "no such organisation: " + c.Org}
-	}
-	if c.Alerts != nil {
-		if err := checkAlerts(c.Alerts); err != nil {
-			return err
-		}
-	}
-	if c.InboxGroups != nil {
-		for _, g := range *c.InboxGroups {
-			if !ValidGroup(g) {
-				return &ValidationError{Msg: "invalid group name: " + g}
-			}
-		}
-	}
-	b := tx.Bucket(bucketOrgSettings)
-	o, err := getJSONish[OrgSettings](b, c.Org)
-	if err != nil {
-		return err
-	}
-	if o == nil {
-		o = &OrgSettings{Org: c.Org, Alerts: AlertSettings{To: AlertToBoth, Via: AlertByEmail, RepeatEvery: DefaultAlertRepeat}}
-	}
-	if c.Alerts != nil {
-		o.Alerts = *c.Alerts
-	}
-	if c.InboxGroups != nil {
-		o.InboxGroups = dedupe(*c.InboxGroups)
-	}
-	o.UpdatedAt = c.At
-	return putValue(b, c.Org, o)
-}
-
-// DefaultAlertRepeat is the reminder interval of an organisation that
-// never chose one.
-const DefaultAlertRepeat = int64(4 * 3600 * 1e9)
-
-// OrgSettingsOf returns an organisation's settings (the defaults when
-// never set: alerts off, to both contacts, by email, reminders every 4h).
-func (s *Store) OrgSettingsOf(org string) (OrgSettings, error) {
-	o := OrgSettings{Org: org, Alerts: AlertSettings{To: AlertToBoth, Via: AlertByEmail, RepeatEvery: DefaultAlertRepeat}}
-	err := s.view(func(tx *bolt.Tx) error {
-		p, err := getJSONish[OrgSettings](tx.Bucket(bucketOrgSettings), org)
-		if p != nil {
-			o = *p
-		}
-		return err
-	})
-	return o, err
-}
-
 // SMSGateway is the cluster's HTTP gateway for SMS, set by the operator:
 // a POST of the form fields `to` and `text` (and `from` when set) to URL,
 // with HTTP basic authentication when User is set.
@@ -221,8 +133,6 @@ type SMSGateway struct {
 	Password string `codec:"pw,omitempty" json:"-"`
 	From     string `codec:"f,omitempty" json:"from,omitempty"`
 }
-
-var keySMSGateway = []byte("sms_gateway")
 
 // SMSGatewaySet replaces the gateway; an empty URL removes it.
 type SMSGatewaySet struct {
@@ -307,13 +217,6 @@ type AlertFire struct {
 	SMS    []AlertSMS        `codec:"sms,omitempty"`
 }
 
-func smsKey(created int64, key string) []byte {
-	k := make([]byte, 8+len(key))
-	binary.BigEndian.PutUint64(k, uint64(created))
-	copy(k[8:], key)
-	return k
-}
-
 // SMSKeep is how long finished SMS stay in the outbox, for the console.
 const SMSKeep = int64(30 * 24 * 3600 * 1e9)
 
@@ -322,7 +225,7 @@ func applyAlertFire(tx *bolt.Tx, c *AlertFire) error {
 		return &ValidationError{Msg: "an alert needs a domain and the start of its spooling"}
 	}
 	b := tx.Bucket(bucketAlertEpisodes)
-	ep, err := getJSONish[AlertEpisode](b, c.Domain)
+	ep, err := getValue[AlertEpisode](b, c.Domain)
 	if err != nil {
 		return err
 	}
@@ -352,7 +255,7 @@ func applyAlertFire(tx *bolt.Tx, c *AlertFire) error {
 		return &ValidationError{Msg: "unknown alert kind " + c.Kind}
 	}
 	for i := range c.Mails {
-		if err := applySpoolAdd(tx, &c.Mails[i].Add, c.Mails[i].Summary); err != nil {
+		if err := applySpoolAddSummary(tx, &c.Mails[i]); err != nil {
 			return err
 		}
 	}
@@ -395,7 +298,7 @@ type AlertSMSDone struct {
 func applyAlertSMSDone(tx *bolt.Tx, c *AlertSMSDone) error {
 	out := tx.Bucket(bucketSMSOutbox)
 	k := smsKey(c.CreatedAt, c.Key)
-	m, err := getJSONish[SMSMessage](out, string(k))
+	m, err := getValue[SMSMessage](out, string(k))
 	if err != nil || m == nil || m.DoneAt != 0 {
 		return err
 	}
@@ -409,7 +312,7 @@ func applyAlertSMSDone(tx *bolt.Tx, c *AlertSMSDone) error {
 // AlertEpisodeOf returns the latest episode of a domain.
 func (s *Store) AlertEpisodeOf(domain string) (ep AlertEpisode, ok bool, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		p, err := getJSONish[AlertEpisode](tx.Bucket(bucketAlertEpisodes), domain)
+		p, err := getValue[AlertEpisode](tx.Bucket(bucketAlertEpisodes), domain)
 		if p != nil {
 			ep, ok = *p, true
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -110,6 +109,7 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 				return err
 			}
 		}
+		a := &applier{tx: tx, logger: f.logger, applyEntry: applyEntry}
 		applied := appliedIndex(tx)
 		last := applied
 		for i, l := range logs {
@@ -120,7 +120,7 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			resp[i] = f.applyOne(tx, l.Data)
+			resp[i] = applyEntry(a, l.Data)
 		}
 		if last == applied {
 			return nil
@@ -135,7 +135,8 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 	return resp, nil
 }
 
-func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
+// applyEntry applies one encoded command inside the batch's transaction.
+func applyEntry(a *applier, data []byte) error {
 	cmd, err := Decode(data)
 	if err != nil {
 		var unknown *UnknownCommandError
@@ -146,138 +147,11 @@ func (f *FSM) applyOne(tx *bolt.Tx, data []byte) error {
 		}
 		return err
 	}
-	switch c := cmd.(type) {
-	case nil:
-		return nil
-	case *SetAdminToken:
-		return tx.Bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
-	case *DomainPut:
-		return applyDomainPut(tx, c)
-	case *DomainRemove:
-		return applyDomainRemove(tx, c)
-	case *SpoolAdd:
-		return applySpoolAdd(tx, c, InboxSummary{})
-	case *SpoolAddSummary:
-		return applySpoolAdd(tx, &c.Add, c.Summary)
-	case *NoticeAdd:
-		return applyNoticeAdd(tx, c)
-	case *MarkRead:
-		return applyMarkRead(tx, c)
-	case *OrgPut:
-		return applyOrgPut(tx, c)
-	case *UserAdd:
-		return applyUserAdd(tx, c)
-	case *UserSet:
-		return applyUserSet(tx, c)
-	case *TOTPSet:
-		return applyTOTPSet(tx, c)
-	case *SessionCreate:
-		return applySessionCreate(tx, c)
-	case *SessionTouch:
-		return applySessionTouch(tx, c)
-	case *SessionDelete:
-		return applySessionDelete(tx, c)
-	case *AuditAdd:
-		return applyAuditAdd(tx, c)
-	case *DraftPut:
-		return applyDraftPut(tx, c)
-	case *DraftDelete:
-		return applyDraftDelete(tx, c)
-	case *AttemptStart:
-		return applyAttemptStart(tx, c)
-	case *AttemptResult:
-		return applyAttemptResult(tx, c)
-	case *DomainState:
-		return applyDomainState(tx, c)
-	case *DelayNotified:
-		return applyDelayNotified(tx, c)
-	case *QueueOp:
-		return applyQueueOp(tx, c)
-	}
-	if err, ok := f.applyConsole(tx, cmd); ok {
-		return err
-	}
-	return fmt.Errorf("fsm: no handler for %T", cmd)
-}
-
-func applyDomainPut(tx *bolt.Tx, c *DomainPut) error {
-	name := strings.ToLower(c.Name)
-	if name == "" || name != c.Name {
-		return &ValidationError{Msg: "domain name must be lower case and not empty"}
-	}
-	b := tx.Bucket(bucketDomains)
-	d := Domain{Name: name, Destination: c.Destination, Org: c.Org, CreatedAt: c.At, UpdatedAt: c.At}
-	if old := b.Get([]byte(name)); old != nil {
-		var prev Domain
-		if err := decodeValue(old, &prev); err != nil {
-			return err
-		}
-		d.CreatedAt = prev.CreatedAt
-		d.Spooling, d.SpoolingSince, d.LastError, d.LastDelivered = prev.Spooling, prev.SpoolingSince, prev.LastError, prev.LastDelivered
-	}
-	v, err := encodeValue(&d)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(name), v)
-}
-
-func applyDomainRemove(tx *bolt.Tx, c *DomainRemove) error {
-	b := tx.Bucket(bucketDomains)
-	if b.Get([]byte(c.Name)) == nil {
-		return &ValidationError{Msg: "no such domain: " + c.Name}
-	}
-	return b.Delete([]byte(c.Name))
-}
-
-func applySpoolAdd(tx *bolt.Tx, c *SpoolAdd, sum InboxSummary) error {
-	if c.ID == "" || c.BlobHash == "" || len(c.Recipients) == 0 {
-		return &ValidationError{Msg: "spool entry needs an ID, a blob and a recipient"}
-	}
-	msgs := tx.Bucket(bucketMessages)
-	if msgs.Get([]byte(c.ID)) != nil {
-		// A forwarded command retried after an unknown outcome: the first
-		// one won, and the message is queued once.
+	if cmd == nil {
+		// An ignorable type of a newer release.
 		return nil
 	}
-	m := Message{
-		ID: c.ID, From: c.From, Ret: c.Ret, EnvID: c.EnvID, Body: c.Body,
-		SMTPUTF8: c.SMTPUTF8, Helo: c.Helo, RemoteAddr: c.RemoteAddr, TLS: c.TLS,
-		Node: c.Node, BlobHash: c.BlobHash, Size: c.Size, ReceivedAt: c.ReceivedAt,
-	}
-	due := tx.Bucket(bucketDue)
-	for i, r := range c.Recipients {
-		m.Recipients = append(m.Recipients, RecipientState{Recipient: r, State: StateQueued, NextAttempt: c.ReceivedAt})
-		if err := due.Put(dueKey(c.ReceivedAt, c.ID, i), nil); err != nil {
-			return err
-		}
-	}
-	v, err := encodeValue(&m)
-	if err != nil {
-		return err
-	}
-	if err := msgs.Put([]byte(c.ID), v); err != nil {
-		return err
-	}
-	if err := indexAdd(tx, &m, sum); err != nil {
-		return err
-	}
-	return addBlobRef(tx, c.BlobHash, 1)
-}
-
-// addBlobRef counts the messages that reference a body, so identical bodies
-// share one blob and it is dropped only when the last reference retires.
-func addBlobRef(tx *bolt.Tx, hash string, delta int64) error {
-	b := tx.Bucket(bucketBlobRefs)
-	var n int64
-	if v := b.Get([]byte(hash)); len(v) == 8 {
-		n = int64(beUint64(v))
-	}
-	n += delta
-	if n <= 0 {
-		return b.Delete([]byte(hash))
-	}
-	return putUint64(b, []byte(hash), uint64(n))
+	return commands[data[0]].apply(a, cmd)
 }
 
 // Snapshot implements raft.FSM. The returned snapshot holds one read

@@ -1,10 +1,11 @@
 package fsm
 
-import (
-	"encoding/binary"
+import bolt "go.etcd.io/bbolt"
 
-	bolt "go.etcd.io/bbolt"
-)
+// The leader's delivery engine records each attempt in two commands: one
+// before it dials (AttemptStart) and one with what the attempt achieved
+// (AttemptResult). Between them, a new leader knows an attempt may have
+// happened, and delivery stays at least once (DESIGN.md §3.7).
 
 // Outcomes of one delivery attempt for one recipient.
 const (
@@ -84,83 +85,20 @@ type DelayNotified struct {
 	Recipients []int  `codec:"r"`
 }
 
-// Queue operations.
-const (
-	OpHold    = "hold"
-	OpRelease = "release"
-	OpRetry   = "retry"
-	OpDelete  = "delete"
-	// OpBounce deletes with a failure notice: the leader returns the
-	// message to its sender, then retires it.
-	OpBounce = "bounce"
-)
-
-// QueueOp is an operator action on messages. With no IDs, retry applies
-// to every queued message (postqueue -f).
-type QueueOp struct {
-	Op  string   `codec:"op"`
-	IDs []string `codec:"ids,omitempty"`
-	// Domain narrows a retry of every message to the recipients of one
-	// domain: how a spool drains once its destination answers again.
-	Domain string `codec:"d,omitempty"`
-	At     int64  `codec:"t"`
-	// Lenient skips IDs that left the queue meanwhile instead of refusing
-	// the whole command: a flush of a large spool goes in chunks of IDs,
-	// and a message may retire between listing and applying.
-	Lenient bool `codec:"len,omitempty"`
-}
-
-var (
-	bucketRetired = []byte("retired")
-	keyLastRetry  = []byte("last_retry")
-)
-
-// RetiredKeep bounds the message log of retired messages: records older
-// than this, counted from the newest retirement, are pruned as new ones
-// arrive, so the store stays bounded.
-const RetiredKeep = int64(7 * 24 * 3600 * 1e9)
-
-func retiredKey(at int64, id string) []byte {
-	k := make([]byte, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(at))
-	copy(k[8:], id)
-	return k
-}
-
-func getMessage(tx *bolt.Tx, id string) (*Message, error) {
-	v := tx.Bucket(bucketMessages).Get([]byte(id))
-	if v == nil {
-		return nil, nil
-	}
-	var m Message
-	if err := decodeValue(v, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
-}
-
-func putMessage(tx *bolt.Tx, m *Message) error {
-	v, err := encodeValue(m)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketMessages).Put([]byte(m.ID), v)
-}
-
-// setNext moves a recipient in the due index.
-func setNext(tx *bolt.Tx, m *Message, i int, next int64) error {
-	due := tx.Bucket(bucketDue)
-	r := &m.Recipients[i]
-	if !r.Done() && !m.Held {
-		if err := due.Delete(dueKey(r.NextAttempt, m.ID, i)); err != nil {
-			return err
-		}
-	}
-	r.NextAttempt = next
-	if next == 0 || r.Done() || m.Held {
-		return nil
-	}
-	return due.Put(dueKey(next, m.ID, i), nil)
+// NoticeAdd queues a delay notice and marks its message's recipients as
+// notified in one entry.
+//
+// Found by the fault campaign (e2e/chaos_test.go, seed 36453333): the
+// notice (a SpoolAdd) and the mark (DelayNotified) were two entries. A
+// leader that queued the notice and lost leadership before the mark
+// committed left the message unmarked; the notice was delivered and
+// retired meanwhile, so when the message was deferred again, the next
+// leader queued the same notice ID anew and the sender got it twice.
+// Committed together, the mark and the notice exist both or neither, and
+// a notice for recipients already marked is not queued again.
+type NoticeAdd struct {
+	Add      SpoolAddSummary `codec:"a"`
+	Notified DelayNotified   `codec:"n"`
 }
 
 func applyAttemptStart(tx *bolt.Tx, c *AttemptStart) error {
@@ -245,59 +183,6 @@ func attemptResultOne(tx *bolt.Tx, mr MessageResult, at int64) error {
 	return retire(tx, m, at, "")
 }
 
-// retire moves a finished message out of the spool into the bounded log of
-// retired messages and drops its blob reference; each node's blob
-// collector then removes the body.
-func retire(tx *bolt.Tx, m *Message, at int64, reason string) error {
-	if err := indexDrop(tx, m, true); err != nil {
-		return err
-	}
-	due := tx.Bucket(bucketDue)
-	for i := range m.Recipients {
-		if !m.Recipients[i].Done() && !m.Held {
-			if err := due.Delete(dueKey(m.Recipients[i].NextAttempt, m.ID, i)); err != nil {
-				return err
-			}
-		}
-	}
-	if reason == "" {
-		reason = OutcomeDelivered
-		for _, r := range m.Recipients {
-			if r.State == StateFailed {
-				reason = OutcomeFailed
-			}
-		}
-	}
-	rec := Retired{ID: m.ID, From: m.From, Recipients: m.Recipients, Size: m.Size, ReceivedAt: m.ReceivedAt, RetiredAt: at, Reason: reason}
-	v, err := encodeValue(&rec)
-	if err != nil {
-		return err
-	}
-	rb := tx.Bucket(bucketRetired)
-	if err := rb.Put(retiredKey(at, m.ID), v); err != nil {
-		return err
-	}
-	// Prune the oldest records; at most a few per command, so no single
-	// apply has to walk a large log.
-	var old [][]byte
-	c := rb.Cursor()
-	for k, _ := c.First(); k != nil && len(old) < 16; k, _ = c.Next() {
-		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= at-RetiredKeep {
-			break
-		}
-		old = append(old, append([]byte(nil), k...))
-	}
-	for _, k := range old {
-		if err := rb.Delete(k); err != nil {
-			return err
-		}
-	}
-	if err := tx.Bucket(bucketMessages).Delete([]byte(m.ID)); err != nil {
-		return err
-	}
-	return addBlobRef(tx, m.BlobHash, -1)
-}
-
 func applyDomainState(tx *bolt.Tx, c *DomainState) error {
 	b := tx.Bucket(bucketDomains)
 	v := b.Get([]byte(c.Name))
@@ -337,124 +222,24 @@ func applyDelayNotified(tx *bolt.Tx, c *DelayNotified) error {
 	return putMessage(tx, m)
 }
 
-func applyQueueOp(tx *bolt.Tx, c *QueueOp) error {
-	if c.Op == OpRetry || c.Op == OpRelease {
-		// The leader probes spooling destinations at once after an
-		// operator asks for a retry, whichever node took the request.
-		if err := putUint64(tx.Bucket(bucketMeta), keyLastRetry, uint64(c.At)); err != nil {
-			return err
-		}
+func applyNoticeAdd(tx *bolt.Tx, c *NoticeAdd) error {
+	m, err := getMessage(tx, c.Notified.ID)
+	if err != nil {
+		return err
 	}
-	ids := c.IDs
-	if len(ids) == 0 {
-		if c.Op != OpRetry {
-			return &ValidationError{Msg: c.Op + " needs message IDs"}
+	if m != nil {
+		pending := false
+		for _, i := range c.Notified.Recipients {
+			if i >= 0 && i < len(m.Recipients) && !m.Recipients[i].DelayNotified {
+				pending = true
+			}
 		}
-		err := tx.Bucket(bucketMessages).ForEach(func(k, _ []byte) error {
-			ids = append(ids, string(k))
+		if !pending {
 			return nil
-		})
-		if err != nil {
-			return err
 		}
 	}
-	for _, id := range ids {
-		m, err := getMessage(tx, id)
-		if err != nil {
-			return err
-		}
-		if m == nil {
-			if len(c.IDs) > 0 && !c.Lenient {
-				return &ValidationError{Msg: "no such message: " + id}
-			}
-			continue
-		}
-		switch c.Op {
-		case OpHold:
-			if !m.Held {
-				due := tx.Bucket(bucketDue)
-				for i, r := range m.Recipients {
-					if r.Done() {
-						continue
-					}
-					if err := due.Delete(dueKey(r.NextAttempt, m.ID, i)); err != nil {
-						return err
-					}
-				}
-				m.Held = true
-			}
-		case OpRelease, OpRetry:
-			if c.Op == OpRetry && m.Held {
-				continue
-			}
-			if c.Domain != "" && !hasQueuedIn(m, c.Domain) {
-				continue
-			}
-			wasHeld := m.Held
-			m.Held = false
-			for i := range m.Recipients {
-				if m.Recipients[i].Done() {
-					continue
-				}
-				if wasHeld {
-					// Not in the index while held; put it back directly.
-					m.Recipients[i].NextAttempt = c.At
-					if err := tx.Bucket(bucketDue).Put(dueKey(c.At, m.ID, i), nil); err != nil {
-						return err
-					}
-					continue
-				}
-				if err := setNext(tx, m, i, c.At); err != nil {
-					return err
-				}
-			}
-		case OpDelete:
-			if err := retire(tx, m, c.At, "deleted"); err != nil {
-				return err
-			}
-			continue
-		case OpBounce:
-			if m.Bounce {
-				continue
-			}
-			m.Bounce = true
-			m.Held = false
-			for i := range m.Recipients {
-				if m.Recipients[i].Done() {
-					continue
-				}
-				if wasHeld(tx, m, i) {
-					m.Recipients[i].NextAttempt = c.At
-					if err := tx.Bucket(bucketDue).Put(dueKey(c.At, m.ID, i), nil); err != nil {
-						return err
-					}
-					continue
-				}
-				if err := setNext(tx, m, i, c.At); err != nil {
-					return err
-				}
-			}
-		default:
-			return &ValidationError{Msg: "unknown queue operation " + c.Op}
-		}
-		if err := putMessage(tx, m); err != nil {
-			return err
-		}
+	if err := applyDelayNotified(tx, &c.Notified); err != nil {
+		return err
 	}
-	return nil
-}
-
-func hasQueuedIn(m *Message, domain string) bool {
-	for _, r := range m.Recipients {
-		if !r.Done() && r.Domain == domain {
-			return true
-		}
-	}
-	return false
-}
-
-// wasHeld reports whether recipient i is missing from the due index, as a
-// held message's recipients are.
-func wasHeld(tx *bolt.Tx, m *Message, i int) bool {
-	return tx.Bucket(bucketDue).Get(dueKey(m.Recipients[i].NextAttempt, m.ID, i)) == nil
+	return applySpoolAddSummary(tx, &c.Add)
 }

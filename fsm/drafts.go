@@ -11,8 +11,6 @@ import (
 // like message bodies; a draft holds a reference on each, so the blob
 // collector keeps them until the draft is sent or discarded.
 
-var bucketDrafts = []byte("drafts") // owner \x00 id -> Draft
-
 // DraftAttachment is one file attached to a draft.
 type DraftAttachment struct {
 	Name     string `codec:"n"`
@@ -55,10 +53,6 @@ type DraftPut struct {
 type DraftDelete struct {
 	Owner string `codec:"o"`
 	ID    string `codec:"id"`
-}
-
-func draftKey(owner, id string) []byte {
-	return append(append([]byte(owner), 0), id...)
 }
 
 func applyDraftPut(tx *bolt.Tx, c *DraftPut) error {
@@ -139,7 +133,7 @@ func (s *Store) Draft(owner, id string) (d Draft, ok bool, err error) {
 func (s *Store) Drafts(owner string) ([]Draft, error) {
 	var out []Draft
 	err := s.view(func(tx *bolt.Tx) error {
-		prefix := append([]byte(owner), 0)
+		prefix := draftPrefix(owner)
 		c := tx.Bucket(bucketDrafts).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			var d Draft

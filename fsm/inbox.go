@@ -15,12 +15,6 @@ import (
 // reads, never a scan of the spool. Apply maintains it on SpoolAdd, when a
 // recipient is done, and when a message retires.
 
-var (
-	bucketInbox      = []byte("inbox")      // addr \x00 at(8) id -> InboxSummary
-	bucketInboxCount = []byte("inboxcount") // addr -> count(8)
-	bucketSeen       = []byte("seen")       // addr \x00 id -> nil
-)
-
 // InboxSummary is what the inbox list shows of a message, taken from its
 // header by the node that accepted it, so listing and searching by sender
 // and subject need no body.
@@ -42,33 +36,11 @@ const (
 	MaxSummarySubject = 512
 )
 
-// SpoolAddSummary is a SpoolAdd with the header summary the inbox lists.
-// It is a separate type because it is a changed shape (DESIGN.md §3.3).
-type SpoolAddSummary struct {
-	Add     SpoolAdd     `codec:"a"`
-	Summary InboxSummary `codec:"s"`
-}
-
 // MarkRead sets or clears the read state of messages in one inbox.
 type MarkRead struct {
 	Address string   `codec:"e"`
 	IDs     []string `codec:"ids"`
 	Read    bool     `codec:"r"`
-}
-
-func inboxPrefix(addr string) []byte {
-	return append([]byte(addr), 0)
-}
-
-func inboxKey(addr string, at int64, id string) []byte {
-	k := make([]byte, 0, len(addr)+1+8+len(id))
-	k = append(append(k, addr...), 0)
-	k = binary.BigEndian.AppendUint64(k, uint64(at))
-	return append(k, id...)
-}
-
-func seenKey(addr, id string) []byte {
-	return append(inboxPrefix(addr), id...)
 }
 
 // InboxAddress is how an address is kept in the inbox index: lower case,

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,6 @@ import (
 // snapshotMagic starts every snapshot so a restore of something else fails
 // loudly instead of replacing the store with garbage.
 var snapshotMagic = []byte("LIFELINE-FSM-1\n")
-
-func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 type snapshot struct {
 	tx *bolt.Tx

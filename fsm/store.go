@@ -16,25 +16,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Bucket names. The store keeps state on disk, indexed, so a spool of a
-// million messages needs no million Go objects (DESIGN.md §3.4).
-var (
-	bucketMeta     = []byte("meta")
-	bucketDomains  = []byte("domains")
-	bucketMessages = []byte("messages")
-	bucketDue      = []byte("due")
-	bucketBlobRefs = []byte("blobrefs")
-
-	keyApplied    = []byte("applied")
-	keyAdminToken = []byte("admin_token")
-)
-
-func allBuckets() [][]byte {
-	return append([][]byte{bucketMeta, bucketDomains, bucketMessages, bucketDue, bucketBlobRefs, bucketRetired,
-		bucketInbox, bucketInboxCount, bucketSeen,
-		bucketOrgs, bucketUsers, bucketOrgUsers, bucketSessions, bucketSessExp, bucketAudit, bucketDrafts}, consoleBuckets()...)
-}
-
 // ErrStoreFailed is returned for every command once a store transaction has
 // failed to commit. The node must restart; on restart the Raft log replays
 // from the last index the store did commit.
@@ -284,23 +265,24 @@ func decodeValue(data []byte, v any) error {
 	return codec.NewDecoderBytes(data, msgpackHandle()).Decode(v)
 }
 
-// dueKey orders recipients by their next attempt, so the scheduler reads the
-// head of an index instead of scanning every message.
-func dueKey(next int64, id string, rcpt int) []byte {
-	k := make([]byte, 8+len(id)+1+2)
-	binary.BigEndian.PutUint64(k, uint64(next))
-	copy(k[8:], id)
-	k[8+len(id)] = 0
-	binary.BigEndian.PutUint16(k[9+len(id):], uint16(rcpt))
-	return k
+func getValue[T any](b *bolt.Bucket, key string) (*T, error) {
+	v := b.Get([]byte(key))
+	if v == nil {
+		return nil, nil
+	}
+	var out T
+	if err := decodeValue(v, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
-func parseDueKey(k []byte) (next int64, id string, rcpt int, ok bool) {
-	if len(k) < 8+1+2 {
-		return 0, "", 0, false
+func putValue(b *bolt.Bucket, key string, v any) error {
+	data, err := encodeValue(v)
+	if err != nil {
+		return err
 	}
-	next = int64(binary.BigEndian.Uint64(k))
-	id = string(k[8 : len(k)-3])
-	rcpt = int(binary.BigEndian.Uint16(k[len(k)-2:]))
-	return next, id, rcpt, true
+	return b.Put([]byte(key), data)
 }
+
+func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

@@ -1,9 +1,6 @@
 package fsm
 
-import (
-	"errors"
-	"slices"
-)
+import "slices"
 
 // TypeSet is a set of command types: bit t%8 of byte t/8 stands for type t.
 // Its 32-byte form travels in gossip metadata, so that a node can tell which
@@ -40,21 +37,14 @@ func ParseTypeSet(b []byte) (TypeSet, bool) {
 	return s, true
 }
 
-// KnownTypes reports the command types this build can apply. It asks
-// Decode itself, so a type added to Decode is advertised without anyone
-// keeping a second list in step: a type Decode answers with
-// UnknownCommandError is unknown, and so is an ignorable type it skips
-// (nil, nil). A decoding error about the empty body means the type is
-// known.
+// KnownTypes reports the command types this build can apply: those with a
+// row in the registry, which is also what Decode and Apply consult.
 func KnownTypes() TypeSet {
 	var s TypeSet
-	for i := range 256 {
-		cmd, err := Decode([]byte{byte(i)})
-		var unknown *UnknownCommandError
-		if errors.As(err, &unknown) || (err == nil && cmd == nil) {
-			continue
+	for i := range commands {
+		if commands[i].known() {
+			s.Add(CommandType(i))
 		}
-		s.Add(CommandType(i))
 	}
 	return s
 }
@@ -66,8 +56,8 @@ func KnownTypes() TypeSet {
 // these.
 //
 // The list is frozen. It is written as numbers rather than as the Type
-// constants, and it is not derived from KnownTypes, so that adding a type
-// to Decode cannot widen it by accident. A new non-ignorable type stays
+// constants, and it is not derived from the registry, so that adding a
+// row there cannot widen it by accident. A new non-ignorable type stays
 // outside it forever: the cluster proposes it only once every server
 // advertises it (cluster.CheckUpgraded), because an older node stops
 // (panics) on a type it does not know rather than diverge (DESIGN.md §3.2,
@@ -101,7 +91,7 @@ func BaselineTypes() TypeSet {
 // mail intake, which uses baseline types only, is never held up by a node
 // that is down.
 func Gated(t CommandType) bool {
-	return t&IgnorableFlag == 0 && !InBaseline(t)
+	return !t.Ignorable() && !InBaseline(t)
 }
 
 // GatedTypes lists the gated types (see Gated) a node must know to apply

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestKnownTypesProbesDecode(t *testing.T) {
+func TestKnownTypesAgreeWithDecode(t *testing.T) {
 	known := KnownTypes()
 	for _, typ := range []CommandType{TypeSetAdminToken, TypeSpoolAdd, TypeDraftDelete, TypeAudited, TypePasswordSetByToken, TypeNoticeAdd} {
 		if !known.Has(typ) {

@@ -24,22 +24,116 @@ import (
 // `lifeline admin audit verify` prints, now and then, elsewhere, closes
 // that gap too.
 
-var (
-	keyAuditHead   = []byte("audit_head")   // hex hash of the newest entry
-	keyAuditAnchor = []byte("audit_anchor") // seq(8) hash of the newest pruned entry
-)
-
-func auditKey(at int64, seq uint64) []byte {
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, uint64(at))
-	binary.BigEndian.PutUint64(k[8:], seq)
-	return k
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	At     int64  `codec:"t" json:"at"`
+	Kind   string `codec:"k" json:"kind"`
+	Actor  string `codec:"a" json:"actor"`
+	Target string `codec:"tg,omitempty" json:"target,omitempty"`
+	// Org is the organisation the entry concerns, so org admins and
+	// partners read only their own organisations' entries.
+	Org    string `codec:"o,omitempty" json:"org,omitempty"`
+	Addr   string `codec:"ad,omitempty" json:"addr,omitempty"`
+	Detail string `codec:"d,omitempty" json:"detail,omitempty"`
+	// Seq numbers entries in the order they were applied; Prev is the
+	// Hash of the entry before, and Hash covers this entry and Prev, so
+	// a changed, removed or inserted entry breaks the chain (VerifyAudit).
+	Seq  uint64 `codec:"sq,omitempty" json:"seq,omitempty"`
+	Prev string `codec:"pv,omitempty" json:"prev,omitempty"`
+	Hash string `codec:"hs,omitempty" json:"hash,omitempty"`
 }
 
-func seqKey(seq uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
-	return k[:]
+// Audit kinds.
+const (
+	AuditLogin       = "login"
+	AuditLoginFailed = "login_failed"
+	AuditOpenInbox   = "open_inbox"
+	AuditTOTPEnrol   = "totp_enrol"
+	// AuditPasswordSet is a password chosen through a link.
+	AuditPasswordSet = "password_set"
+)
+
+// MaxAudit bounds the audit log; the oldest entries go first.
+const MaxAudit = 100_000
+
+// AuditAdd appends to the audit log. A failed login also counts against
+// the account's limit.
+type AuditAdd struct {
+	Entry AuditEntry `codec:"e"`
+}
+
+// Audited is a command together with the audit entry that records it.
+// The proposer fills the entry (who, from where, what); Apply appends it
+// only when the inner command succeeds, in the same transaction.
+type Audited struct {
+	Entry AuditEntry `codec:"e"`
+	Cmd   []byte     `codec:"c"`
+}
+
+// NewAudited encodes cmd inside an Audited command.
+func NewAudited(cmd any, e AuditEntry) (*Audited, error) {
+	if _, ok := cmd.(*Audited); ok {
+		return nil, fmt.Errorf("fsm: an audited command cannot wrap another")
+	}
+	data, err := Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return &Audited{Entry: e, Cmd: data}, nil
+}
+
+// LoginFailureWindow is the window over which failed logins of one
+// account are counted.
+const LoginFailureWindow = int64(15 * 60 * 1e9)
+
+// checkAuditEntry refuses an entry without a kind, or with fields longer
+// than any real one, which would swell a log kept to MaxAudit entries.
+func checkAuditEntry(e *AuditEntry) error {
+	if e.Kind == "" || len(e.Actor) > 254 || len(e.Target) > 254 || len(e.Detail) > 1024 {
+		return &ValidationError{Msg: "invalid audit entry"}
+	}
+	return nil
+}
+
+func applyAuditAdd(tx *bolt.Tx, c *AuditAdd) error {
+	e := c.Entry
+	if err := checkAuditEntry(&e); err != nil {
+		return err
+	}
+	if e.Kind == AuditLoginFailed {
+		users := tx.Bucket(bucketUsers)
+		u, err := getValue[User](users, e.Actor)
+		if err != nil {
+			return err
+		}
+		if u != nil {
+			if e.At-u.FailedSince > LoginFailureWindow {
+				u.FailedLogins, u.FailedSince = 0, e.At
+			}
+			u.FailedLogins++
+			if err := putValue(users, u.Email, u); err != nil {
+				return err
+			}
+			e.Org = u.Org
+		}
+	}
+	return addAudit(tx, e)
+}
+
+func applyAudited(a *applier, c *Audited) error {
+	e := c.Entry
+	if err := checkAuditEntry(&e); err != nil {
+		return err
+	}
+	if len(c.Cmd) > 0 {
+		if CommandType(c.Cmd[0]) == TypeAudited {
+			return &ValidationError{Msg: "an audited command cannot wrap another"}
+		}
+		if err := a.applyEntry(a, c.Cmd); err != nil {
+			return err
+		}
+	}
+	return addAudit(a.tx, e)
 }
 
 // AuditHash is the chain hash of e: sha256 over a versioned, length-
@@ -230,8 +324,8 @@ type AuditFilter struct {
 	Target string // substring, case-insensitive
 	// Since and Until bound the time (unix nanoseconds, inclusive).
 	Since, Until int64
-	// Before is the cursor: entries strictly older than this key
-	// (AuditCursor of the last entry of the previous page).
+	// Before is the cursor: entries strictly older than this key (the
+	// next that SearchAudit returned with the previous page).
 	Before string
 	Limit  int
 }
@@ -308,4 +402,45 @@ func (s *Store) SearchAudit(f AuditFilter) (out []AuditEntry, next string, err e
 		return nil
 	})
 	return out, next, err
+}
+
+// Audit returns up to limit audit entries, newest first, that concern one
+// of orgs (every entry when orgs is nil), older than before (unix
+// nanoseconds; 0 for the newest).
+func (s *Store) Audit(orgs []string, before int64, limit int) ([]AuditEntry, error) {
+	var out []AuditEntry
+	want := map[string]bool{}
+	for _, o := range orgs {
+		want[o] = true
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAudit).Cursor()
+		var k, v []byte
+		if before == 0 {
+			k, v = c.Last()
+		} else {
+			var seek [8]byte
+			binary.BigEndian.PutUint64(seek[:], uint64(before))
+			k, v = c.Seek(seek[:])
+			if k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		}
+		// Scanning is bounded so that an org with few entries in a large
+		// log does not make one request walk all of it.
+		for scanned := 0; k != nil && len(out) < limit && scanned < 20*limit+1000; k, v = c.Prev() {
+			scanned++
+			var e AuditEntry
+			if err := decodeValue(v, &e); err != nil {
+				return err
+			}
+			if orgs == nil || want[e.Org] {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	return out, err
 }

@@ -7,6 +7,31 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// A protected domain is one whose mail the MX accepts and the spool
+// delivers. DomainPut and DomainSet protect one; an organisation may also
+// ask for one (DomainRequest), which protects nothing until the operator
+// approves it.
+
+// Domain is a protected domain: mail for it is accepted and delivered to
+// Destination.
+type Domain struct {
+	Name        string `codec:"n" json:"name"`
+	Destination string `codec:"d" json:"destination"`
+	Org         string `codec:"o" json:"org,omitempty"`
+	CreatedAt   int64  `codec:"c" json:"-"`
+	UpdatedAt   int64  `codec:"u" json:"-"`
+	// Spooling is set while the destination keeps failing; SpoolingSince
+	// says when it started and LastError what the destination last said.
+	Spooling      bool   `codec:"sp,omitempty" json:"spooling"`
+	SpoolingSince int64  `codec:"ss,omitempty" json:"-"`
+	LastError     string `codec:"le,omitempty" json:"last_error,omitempty"`
+	// LastDelivered is when mail last reached the destination.
+	LastDelivered int64 `codec:"ld,omitempty" json:"-"`
+	// Destinations, when set (DomainSet), are tried in order of
+	// preference; Destination is then the most preferred of them.
+	Destinations []Destination `codec:"ds,omitempty" json:"destinations,omitempty"`
+}
+
 // Destination is one of a domain's delivery destinations. Lower Pref is
 // tried first, like an MX preference (RFC 5321 §5.1); equal preferences
 // keep the order they were given in.
@@ -31,6 +56,19 @@ func (d *Domain) Targets() []Destination {
 	out := append([]Destination(nil), d.Destinations...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Pref < out[j].Pref })
 	return out
+}
+
+// DomainPut creates or updates a protected domain.
+type DomainPut struct {
+	Name        string `codec:"n"`
+	Destination string `codec:"d"`
+	Org         string `codec:"o"`
+	At          int64  `codec:"t"` // unix nanoseconds, decided by the proposer
+}
+
+// DomainRemove stops protecting a domain. Mail already spooled stays.
+type DomainRemove struct {
+	Name string `codec:"n"`
 }
 
 // DomainSet creates (Create) or changes a protected domain with one or
@@ -72,6 +110,36 @@ func primary(ds []Destination) string {
 	return ""
 }
 
+func applyDomainPut(tx *bolt.Tx, c *DomainPut) error {
+	name := strings.ToLower(c.Name)
+	if name == "" || name != c.Name {
+		return &ValidationError{Msg: "domain name must be lower case and not empty"}
+	}
+	b := tx.Bucket(bucketDomains)
+	d := Domain{Name: name, Destination: c.Destination, Org: c.Org, CreatedAt: c.At, UpdatedAt: c.At}
+	if old := b.Get([]byte(name)); old != nil {
+		var prev Domain
+		if err := decodeValue(old, &prev); err != nil {
+			return err
+		}
+		d.CreatedAt = prev.CreatedAt
+		d.Spooling, d.SpoolingSince, d.LastError, d.LastDelivered = prev.Spooling, prev.SpoolingSince, prev.LastError, prev.LastDelivered
+	}
+	v, err := encodeValue(&d)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(name), v)
+}
+
+func applyDomainRemove(tx *bolt.Tx, c *DomainRemove) error {
+	b := tx.Bucket(bucketDomains)
+	if b.Get([]byte(c.Name)) == nil {
+		return &ValidationError{Msg: "no such domain: " + c.Name}
+	}
+	return b.Delete([]byte(c.Name))
+}
+
 func applyDomainSet(tx *bolt.Tx, c *DomainSet) error {
 	name := strings.ToLower(c.Name)
 	if name == "" || name != c.Name {
@@ -84,7 +152,7 @@ func applyDomainSet(tx *bolt.Tx, c *DomainSet) error {
 		return &ValidationError{Msg: "no such organisation: " + c.Org}
 	}
 	b := tx.Bucket(bucketDomains)
-	prev, err := getJSONish[Domain](b, name)
+	prev, err := getValue[Domain](b, name)
 	if err != nil {
 		return err
 	}
@@ -150,7 +218,7 @@ func applyDomainRequest(tx *bolt.Tx, c *DomainRequest) error {
 		return &ValidationError{Msg: ErrDomainUnavailable}
 	}
 	b := tx.Bucket(bucketDomainReqs)
-	prev, err := getJSONish[DomainRequestRecord](b, name)
+	prev, err := getValue[DomainRequestRecord](b, name)
 	if err != nil {
 		return err
 	}
@@ -168,7 +236,7 @@ type DomainApprove struct {
 }
 
 func applyDomainApprove(tx *bolt.Tx, c *DomainApprove) error {
-	rq, err := getJSONish[DomainRequestRecord](tx.Bucket(bucketDomainReqs), c.Name)
+	rq, err := getValue[DomainRequestRecord](tx.Bucket(bucketDomainReqs), c.Name)
 	if err != nil {
 		return err
 	}
@@ -189,6 +257,51 @@ func applyDomainRequestDelete(tx *bolt.Tx, c *DomainRequestDelete) error {
 		return &ValidationError{Msg: "no request for domain " + c.Name}
 	}
 	return b.Delete([]byte(c.Name))
+}
+
+// Domain returns the named domain; ok is false when it is not protected.
+// name must already be lower case.
+func (s *Store) Domain(name string) (d Domain, ok bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDomains).Get([]byte(name))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return decodeValue(v, &d)
+	})
+	return d, ok, err
+}
+
+// Domains lists every protected domain in name order.
+func (s *Store) Domains() ([]Domain, error) {
+	var out []Domain
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDomains).ForEach(func(_, v []byte) error {
+			var d Domain
+			if err := decodeValue(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// OrgDomains lists the protected domains of org in name order.
+func (s *Store) OrgDomains(org string) ([]Domain, error) {
+	all, err := s.Domains()
+	if err != nil {
+		return nil, err
+	}
+	var out []Domain
+	for _, d := range all {
+		if d.Org == org {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // DomainRequests lists pending requests, of org or of every organisation
@@ -213,76 +326,11 @@ func (s *Store) DomainRequests(org string) ([]DomainRequestRecord, error) {
 // DomainRequestOf returns one pending request.
 func (s *Store) DomainRequestOf(name string) (r DomainRequestRecord, ok bool, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		p, err := getJSONish[DomainRequestRecord](tx.Bucket(bucketDomainReqs), name)
+		p, err := getValue[DomainRequestRecord](tx.Bucket(bucketDomainReqs), name)
 		if p != nil {
 			r, ok = *p, true
 		}
 		return err
 	})
 	return r, ok, err
-}
-
-// OrgDomains lists the protected domains of org in name order.
-func (s *Store) OrgDomains(org string) ([]Domain, error) {
-	all, err := s.Domains()
-	if err != nil {
-		return nil, err
-	}
-	var out []Domain
-	for _, d := range all {
-		if d.Org == org {
-			out = append(out, d)
-		}
-	}
-	return out, nil
-}
-
-// MessagesIn is Messages limited to messages with a recipient in one of
-// domains: an organisation's share of the queue. No domains, no messages.
-func (s *Store) MessagesIn(domains []string, f MessageFilter, after string, limit int) (out []Message, next string, err error) {
-	if len(domains) == 0 {
-		return nil, "", nil
-	}
-	if limit <= 0 {
-		limit = 100
-	}
-	in := map[string]bool{}
-	for _, d := range domains {
-		in[strings.ToLower(d)] = true
-	}
-	err = s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketMessages).Cursor()
-		var k, v []byte
-		if after == "" {
-			k, v = c.First()
-		} else {
-			k, v = c.Seek([]byte(after))
-			if k != nil && string(k) == after {
-				k, v = c.Next()
-			}
-		}
-		for ; k != nil; k, v = c.Next() {
-			var m Message
-			if err := decodeValue(v, &m); err != nil {
-				return err
-			}
-			mine := false
-			for _, r := range m.Recipients {
-				if in[r.Domain] {
-					mine = true
-					break
-				}
-			}
-			if !mine || !f.match(&m) {
-				continue
-			}
-			if len(out) == limit {
-				next = out[len(out)-1].ID
-				return nil
-			}
-			out = append(out, m)
-		}
-		return nil
-	})
-	return out, next, err
 }
