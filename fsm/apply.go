@@ -88,8 +88,16 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 // tryBatch applies logs in one transaction. A nil error means the batch
 // is done with, applied or answered (a closed store); an error means the
 // commit failed and the batch must be tried again.
+//
+// The entries of a batch share one bbolt transaction, and bbolt has no
+// savepoints, so a command that wrote part of its change before it found
+// a reason to refuse would leave that part behind (DESIGN.md §3.8: a
+// refused command changes nothing). When a command answers with an
+// error, the whole transaction is rolled back and the batch is applied
+// again with that entry answered and skipped. Refusals depend only on
+// the state and the entries before them, so every node skips the same
+// entries; the rerun costs something only on the error path.
 func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
-	resp := make([]interface{}, len(logs))
 	s := f.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,11 +106,43 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 		if err == nil {
 			err = ErrClosed
 		}
+		resp := make([]interface{}, len(logs))
 		for i := range resp {
 			resp[i] = err
 		}
 		return resp, nil
 	}
+	refused := map[int]error{}
+	for {
+		resp, err := f.applyLogs(logs, refused)
+		var r *refusal
+		if errors.As(err, &r) {
+			refused[r.entry] = r.err
+			continue
+		}
+		if err != nil {
+			s.stalled = err
+			return resp, err
+		}
+		s.stalled = nil
+		return resp, nil
+	}
+}
+
+// refusal aborts a batch's transaction when one of its entries is
+// refused, so that the entry's partial writes are rolled back.
+type refusal struct {
+	entry int
+	err   error
+}
+
+func (r *refusal) Error() string { return fmt.Sprintf("entry %d refused: %v", r.entry, r.err) }
+
+// applyLogs runs one transaction over logs, answering the entries in
+// refused with their error without applying them.
+func (f *FSM) applyLogs(logs []*raft.Log, refused map[int]error) ([]interface{}, error) {
+	resp := make([]interface{}, len(logs))
+	s := f.store
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if s.commitFault != nil {
 			if err := s.commitFault(); err != nil {
@@ -120,19 +160,20 @@ func (f *FSM) tryBatch(logs []*raft.Log) ([]interface{}, error) {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			resp[i] = applyEntry(a, l.Data)
+			if err, ok := refused[i]; ok {
+				resp[i] = err
+				continue
+			}
+			if err := applyEntry(a, l.Data); err != nil {
+				return &refusal{entry: i, err: err}
+			}
 		}
 		if last == applied {
 			return nil
 		}
 		return putUint64(tx.Bucket(bucketMeta), keyApplied, last)
 	})
-	if err != nil {
-		s.stalled = err
-		return resp, err
-	}
-	s.stalled = nil
-	return resp, nil
+	return resp, err
 }
 
 // applyEntry applies one encoded command inside the batch's transaction.

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -103,4 +104,42 @@ func TestUnknownCommandPanicsIgnorableIsSkipped(t *testing.T) {
 		}
 	}()
 	f.ApplyBatch([]*raft.Log{{Index: 2, Type: raft.LogCommand, Data: []byte{0x7e, 0x80}}})
+}
+
+// A refused command changes nothing, even when it had written part of its
+// change before it found the reason to refuse, and the entries beside it
+// in the same batch still apply.
+func TestRefusedCommandLeavesNoPartialWrite(t *testing.T) {
+	f := openTestFSM(t)
+	lf := &logFeeder{t: t}
+	applyOK(t, f, lf, spool("QA", "a@example.com"))
+	logs := []*raft.Log{
+		lf.entry(&DomainPut{Name: "before.com", Destination: "d1:25"}),
+		// QA is held first, then "missing" refuses the whole command.
+		lf.entry(&QueueOp{Op: OpHold, IDs: []string{"QA", "missing"}, At: 10}),
+		lf.entry(&DomainPut{Name: "after.com", Destination: "d2:25"}),
+	}
+	resp := f.ApplyBatch(logs)
+	if resp[0] != nil || resp[2] != nil {
+		t.Fatalf("entries beside the refused one: %v, %v", resp[0], resp[2])
+	}
+	var verr *ValidationError
+	if err, _ := resp[1].(error); !errors.As(err, &verr) {
+		t.Fatalf("hold of a missing message answered %v, want a validation error", resp[1])
+	}
+	m, ok, err := f.Store().Message("QA")
+	if err != nil || !ok {
+		t.Fatalf("QA: %v %v", ok, err)
+	}
+	if m.Held {
+		t.Fatal("a refused hold left QA held")
+	}
+	for _, name := range []string{"before.com", "after.com"} {
+		if _, ok, _ := f.Store().Domain(name); !ok {
+			t.Fatalf("%s was not applied", name)
+		}
+	}
+	if got := f.AppliedIndex(); got != lf.index {
+		t.Fatalf("applied index %d, want %d", got, lf.index)
+	}
 }
