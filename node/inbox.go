@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
-	"lifeline/webui/mailparse"
+	"lifeline/node/mailparse"
 )
 
 // PutBlob stores r as a blob and waits until a quorum holds it, so a draft

@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"lifeline/fsm"
-	"lifeline/webui/mailparse"
+	"lifeline/node/mailparse"
 )
 
 func draftURL(id string) string { return "/drafts/" + url.PathEscape(id) }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
-	"lifeline/webui/mailparse"
+	"lifeline/node/mailparse"
 )
 
 func mailboxURL(owner string) string { return "/mail/" + url.PathEscape(owner) + "/" }

@@ -1,7 +1,7 @@
-// Package mailparse reads stored messages for the Emergency Inbox with
-// go-message: a header summary for the inbox index, the parts of a message
-// for the reading view, one part for a download or a cid: image, and the
-// composition of outgoing mail.
+// Package mailparse is the node's one MIME parser, on go-message: it reads
+// stored messages (a header summary for the inbox index, the parts of a
+// message for the Emergency Inbox's reading view, one part for a download
+// or a cid: image) and composes outgoing mail.
 package mailparse
 
 import (
