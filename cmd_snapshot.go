@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"lifeline/webui"
+	"lifeline/node/backup"
 )
 
 const snapshotUsage = `usage:
@@ -140,8 +140,8 @@ func snapshotSave(a *apiFlags, file string, stdout io.Writer) error {
 
 // readBackup reads a whole backup archive and returns its manifest, so a
 // truncated download fails here rather than at restore time.
-func readBackup(r io.Reader) (webui.BackupManifest, int, error) {
-	var man webui.BackupManifest
+func readBackup(r io.Reader) (backup.Manifest, int, error) {
+	var man backup.Manifest
 	tr := tar.NewReader(r)
 	entries := 0
 	for {
@@ -153,7 +153,7 @@ func readBackup(r io.Reader) (webui.BackupManifest, int, error) {
 			return man, entries, err
 		}
 		if entries == 0 {
-			if h.Name != "lifeline-backup.json" {
+			if h.Name != backup.ManifestName {
 				return man, entries, errors.New("not a Lifeline backup (no manifest)")
 			}
 			if err := json.NewDecoder(tr).Decode(&man); err != nil {
@@ -206,7 +206,7 @@ func snapshotRestore(a *apiFlags, file string, force bool, stdout io.Writer) err
 	if resp.StatusCode != http.StatusOK {
 		return apiError(resp)
 	}
-	var rep webui.RestoreReport
+	var rep backup.RestoreReport
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"lifeline/cluster"
 	"lifeline/cluster/gossip"
 	"lifeline/fsm"
+	"lifeline/node/backup"
 	"lifeline/node/msglog"
 	"lifeline/webui/inbox"
 )
@@ -57,12 +58,12 @@ type Backend interface {
 	// LogEvent records an event of this node in its message log.
 	LogEvent(e msglog.Entry)
 	// WriteBackup streams a backup of the replicated state and the message
-	// bodies it references (webui/backup.go describes the layout).
-	WriteBackup(ctx context.Context, w io.Writer) (BackupManifest, error)
+	// bodies it references (node/backup describes the layout).
+	WriteBackup(ctx context.Context, w io.Writer) (backup.Manifest, error)
 	// RestoreBackup replaces the whole cluster's state with a backup; it
 	// works on the leader only. Without force it refuses to replace a
 	// state that holds mail or domains.
-	RestoreBackup(ctx context.Context, r io.Reader, force bool) (RestoreReport, error)
+	RestoreBackup(ctx context.Context, r io.Reader, force bool) (backup.RestoreReport, error)
 }
 
 // Server is the HTTP face of one node.

@@ -9,45 +9,8 @@ import (
 	"time"
 
 	"lifeline/cluster"
+	"lifeline/node/backup"
 )
-
-// BackupManifest opens every backup file: what it holds and where it came
-// from.
-type BackupManifest struct {
-	// Format is the version of the backup layout (BackupFormat).
-	Format       int       `json:"format"`
-	Created      time.Time `json:"created"`
-	Node         string    `json:"node"`
-	AppliedIndex uint64    `json:"applied_index"`
-	Messages     int       `json:"messages"`
-	Domains      int       `json:"domains"`
-	Bodies       int       `json:"bodies"`
-	BodyBytes    int64     `json:"body_bytes"`
-	// MissingBodies are referenced by the state but could be read neither
-	// here nor from a peer when the backup was taken.
-	MissingBodies []string `json:"missing_bodies,omitempty"`
-}
-
-// BackupFormat is the layout version this release writes and reads.
-const BackupFormat = 1
-
-// RestoreReport answers POST /api/v1/snapshot/restore.
-type RestoreReport struct {
-	Backup   BackupManifest `json:"backup"`
-	Messages int            `json:"messages"`
-	Domains  int            `json:"domains"`
-	Bodies   int            `json:"bodies_restored"`
-	// MissingBodies are spooled messages whose body the backup lacked.
-	MissingBodies []string `json:"missing_bodies,omitempty"`
-	Seconds       float64  `json:"seconds"`
-}
-
-// ErrRestoreConflict is returned when a restore would replace a state that
-// already holds mail or domains and the operator did not insist.
-var ErrRestoreConflict = errors.New("the cluster already holds state")
-
-// ErrBadBackup is returned for a file that is not a usable backup.
-var ErrBadBackup = errors.New("not a usable Lifeline backup")
 
 func (s *Server) backupRoutes() {
 	s.mux.HandleFunc("GET /api/v1/snapshot", s.auth(s.saveBackup))
@@ -113,9 +76,9 @@ func (s *Server) restoreBackup(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, rep)
-	case errors.Is(err, ErrBadBackup):
+	case errors.Is(err, backup.ErrUnusable):
 		writeError(w, http.StatusBadRequest, "restore: "+err.Error())
-	case errors.Is(err, ErrRestoreConflict):
+	case errors.Is(err, backup.ErrConflict):
 		writeError(w, http.StatusConflict, "restore: "+err.Error())
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNoQuorum):
 		w.Header().Set("Retry-After", "5")
