@@ -90,6 +90,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			HeartbeatTimeout:  500 * time.Millisecond,
 			ElectionTimeout:   500 * time.Millisecond,
 			RemoveFailedAfter: 0,
+			Web:               webHandler,
 		}
 		if i > 0 {
 			cfg.Join = []string{firstGossip}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,9 +18,11 @@ import (
 
 const token = "0123456789abcdef0123456789abcdef"
 
+func web(n *node.Node, logger *slog.Logger) http.Handler { return webui.New(n, logger) }
+
 func startNode(t *testing.T) (*node.Node, string) {
 	t.Helper()
-	n, err := node.Start(node.Config{ID: "w1", DataDir: t.TempDir(), SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", AdminToken: token})
+	n, err := node.Start(node.Config{ID: "w1", DataDir: t.TempDir(), SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", AdminToken: token, Web: web})
 	if err != nil {
 		t.Fatal(err)
 	}

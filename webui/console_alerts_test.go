@@ -76,7 +76,7 @@ func TestEnablingAlertsWhileSpoolingAlertsAtOnce(t *testing.T) {
 	}))
 	t.Cleanup(gw.Close)
 	n, err := node.Start(node.Config{ID: "a1", DataDir: t.TempDir(), SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
-		AdminToken: token, Transports: map[string]string{"contacts.test": sinkAddr}})
+		AdminToken: token, Web: web, Transports: map[string]string{"contacts.test": sinkAddr}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
+	"lifeline/node"
 	"lifeline/webui/inbox"
 )
 
@@ -64,9 +65,9 @@ func (s *Server) applyAudited(w http.ResponseWriter, r *http.Request, cmd any, k
 
 // DomainTestReport is the body of POST /api/v1/domains/{name}/test.
 type DomainTestReport struct {
-	Domain string                  `json:"domain"`
-	OK     bool                    `json:"ok"`
-	Tests  []inbox.DestinationTest `json:"tests"`
+	Domain string                 `json:"domain"`
+	OK     bool                   `json:"ok"`
+	Tests  []node.DestinationTest `json:"tests"`
 }
 
 func (s *Server) testDomain(w http.ResponseWriter, r *http.Request) {

@@ -7,9 +7,9 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"time"
 
 	"lifeline/fsm"
+	"lifeline/node"
 	"lifeline/node/msglog"
 	"lifeline/webui/auth"
 )
@@ -25,22 +25,10 @@ import (
 type AdminBackend interface {
 	// TestDestination connects to a destination from this node and
 	// reports its greeting and EHLO reply, or the error.
-	TestDestination(ctx context.Context, addr string) DestinationTest
+	TestDestination(ctx context.Context, addr string) node.DestinationTest
 	SearchLog(ctx context.Context, q msglog.Query) (entries []msglog.Entry, missing []string, err error)
 	QueueStats() (fsm.QueueStats, error)
 	LogEvent(e msglog.Entry)
-}
-
-// DestinationTest is the outcome of a destination test.
-type DestinationTest struct {
-	Addr     string        `json:"addr"`
-	Node     string        `json:"node"`
-	OK       bool          `json:"ok"`
-	Greeting string        `json:"greeting,omitempty"`
-	Ehlo     string        `json:"ehlo,omitempty"`
-	StartTLS bool          `json:"starttls"`
-	Error    string        `json:"error,omitempty"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
 }
 
 // RoleOperator is the viewer role of the operator in the console.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
+	"lifeline/node"
 )
 
 // Domains. Who may protect a domain: the operator adds domains to any
@@ -33,7 +34,7 @@ type DomainRow struct {
 	LastError     string
 	Queued        int64
 	// Test is the result of a test just run on this domain.
-	Test *DestinationTest
+	Test *node.DestinationTest
 }
 
 // DomainsPage is Company settings > Domains.
