@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 const accountsUsage = `  lifeline admin org add NAME [--require-totp yes|no]
@@ -101,7 +101,7 @@ func adminOrg(op string, args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return errors.New("want exactly one organisation name")
 	}
-	req := webui.OrgRequest{Name: pos[0]}
+	req := api.OrgRequest{Name: pos[0]}
 	switch *totp {
 	case "":
 	case "yes", "true":
@@ -150,7 +150,7 @@ func adminUserAdd(partner bool, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := webui.UserRequest{Email: email, DisplayName: *name, Password: pw}
+	req := api.UserRequest{Email: email, DisplayName: *name, Password: pw}
 	if partner {
 		req.Role, req.Orgs = "partner", orgs
 	} else {
@@ -197,7 +197,7 @@ func adminUserSet(partner bool, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var p webui.UserPatch
+	var p api.UserPatch
 	if *pwFile != "" {
 		pw, err := readPasswordFile(*pwFile)
 		if err != nil {

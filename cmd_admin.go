@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
-	"lifeline/webui"
+	"lifeline/webui/api"
 	"lifeline/webui/apiclient"
 )
 
@@ -193,7 +193,7 @@ func oneName(fs *flag.FlagSet, args []string, what string) (string, error) {
 
 func adminDomainPut(create bool, args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin domain", stderr, true)
-	var req webui.DomainRequest
+	var req api.DomainRequest
 	var dests multiFlag
 	fs.Var(&dests, "destination", "HOST:PORT of the customer's mail server; repeat it for backups, most preferred first")
 	fs.StringVar(&req.Org, "org", "", "organisation the domain belongs to (set: unchanged when omitted)")

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 const consoleUsage = `  lifeline admin domain test NAME [--destination HOST:PORT] [--json]
@@ -58,7 +58,7 @@ func runConsole(args []string, stdout, stderr io.Writer) (ok bool, err error) {
 
 // destinationsOf turns repeated --destination flags into a request: one
 // travels as before; several are tried in the order given.
-func destinationsOf(req *webui.DomainRequest, dests []string) error {
+func destinationsOf(req *api.DomainRequest, dests []string) error {
 	switch len(dests) {
 	case 0:
 		return errors.New("--destination HOST:PORT is required")
@@ -213,7 +213,7 @@ func adminAlerts(op string, args []string, stdout, stderr io.Writer) error {
 
 func adminGateway(args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin alerts gateway", stderr, true)
-	var g webui.GatewayRequest
+	var g api.GatewayRequest
 	fs.StringVar(&g.URL, "url", "", "the gateway's URL (http or https); \"none\" removes it")
 	fs.StringVar(&g.User, "user", "", "user for HTTP basic authentication")
 	pwFile := fs.String("password-file", "", "file with the password for HTTP basic authentication")

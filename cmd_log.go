@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 // adminLog searches the message log of every node.
@@ -56,7 +56,7 @@ func adminLog(args []string, stdout, stderr io.Writer) error {
 		_, err := io.Copy(stdout, resp.Body)
 		return err
 	}
-	var page webui.LogPage
+	var page api.LogPage
 	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
 		return err
 	}

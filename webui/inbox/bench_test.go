@@ -21,7 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"lifeline/fsm"
-	"lifeline/webui/auth"
+	"lifeline/webui/session"
 )
 
 // storeBackend applies commands straight to a local store: the HTTP side
@@ -74,7 +74,7 @@ func bigInbox(tb testing.TB, n int) (*http.Client, string) {
 	if err := fsm.PopulateInbox(b.f, user, n, b.now.Add(-time.Hour).UnixNano()); err != nil {
 		tb.Fatal(err)
 	}
-	hash, err := auth.HashPassword("correct horse battery", nil)
+	hash, err := session.HashPassword("correct horse battery", nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -89,7 +89,9 @@ func bigInbox(tb testing.TB, n int) (*http.Client, string) {
 		}
 	}
 	mux := http.NewServeMux()
-	New(b, Config{}, nil).Register(mux)
+	sessions := session.New(b, session.Config{}, nil)
+	sessions.Register(mux)
+	New(b, sessions, Config{}, nil).Register(mux)
 	srv := httptest.NewServer(mux)
 	tb.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
