@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 func adminOrg(op string, args []string, stdout, stderr io.Writer) error {
@@ -39,7 +39,7 @@ func adminOrg(op string, args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return errors.New("want exactly one organisation name")
 	}
-	req := webui.OrgRequest{Name: pos[0]}
+	req := api.OrgRequest{Name: pos[0]}
 	switch *totp {
 	case "":
 	case "yes", "true":
@@ -88,7 +88,7 @@ func adminUserAdd(partner bool, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := webui.UserRequest{Email: email, DisplayName: *name, Password: pw}
+	req := api.UserRequest{Email: email, DisplayName: *name, Password: pw}
 	if partner {
 		req.Role, req.Orgs = "partner", orgs
 	} else {
@@ -135,7 +135,7 @@ func adminUserSet(partner bool, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var p webui.UserPatch
+	var p api.UserPatch
 	if *pwFile != "" {
 		pw, err := readPasswordFile(*pwFile)
 		if err != nil {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 func adminAlerts(op string, args []string, stdout, stderr io.Writer) error {
@@ -75,7 +75,7 @@ func adminAlerts(op string, args []string, stdout, stderr io.Writer) error {
 
 func adminGateway(args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin alerts gateway", stderr, true)
-	var g webui.GatewayRequest
+	var g api.GatewayRequest
 	fs.StringVar(&g.URL, "url", "", "the gateway's URL (http or https); \"none\" removes it")
 	fs.StringVar(&g.User, "user", "", "user for HTTP basic authentication")
 	pwFile := fs.String("password-file", "", "file with the password for HTTP basic authentication")

@@ -20,7 +20,7 @@ import (
 
 	"lifeline/node"
 	"lifeline/smtp"
-	"lifeline/webui"
+	"lifeline/webui/api"
 	"lifeline/webui/apiclient"
 )
 
@@ -90,6 +90,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			HeartbeatTimeout:  500 * time.Millisecond,
 			ElectionTimeout:   500 * time.Millisecond,
 			RemoveFailedAfter: 0,
+			Web:               webHandler,
 		}
 		if i > 0 {
 			cfg.Join = []string{firstGossip}
@@ -161,7 +162,7 @@ func closedLoopbackPort() (string, error) {
 func seedDemo(ctx context.Context, server, token string, nodes []*node.Node, dest string) error {
 	c := apiclient.New(server, token)
 	for {
-		_, err := c.AddDomain(ctx, webui.DomainRequest{Name: "demo.example", Destination: dest, Org: "Demo Ltd"})
+		_, err := c.AddDomain(ctx, api.DomainRequest{Name: "demo.example", Destination: dest, Org: "Demo Ltd"})
 		if err == nil {
 			break
 		}

@@ -11,7 +11,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"lifeline/webui"
+	"lifeline/webui/api"
 	"lifeline/webui/apiclient"
 )
 
@@ -22,7 +22,7 @@ type demoLogin struct{ email, password, role string }
 // shows the Emergency Inbox as a user in an outage sees it.
 func seedInbox(ctx context.Context, server, token, smtpAddr string) ([]demoLogin, error) {
 	c := apiclient.New(server, token)
-	if _, err := c.AddOrg(ctx, webui.OrgRequest{Name: "Demo Ltd"}); err != nil {
+	if _, err := c.AddOrg(ctx, api.OrgRequest{Name: "Demo Ltd"}); err != nil {
 		return nil, err
 	}
 	var logins []demoLogin
@@ -33,7 +33,7 @@ func seedInbox(ctx context.Context, server, token, smtpAddr string) ([]demoLogin
 		pw := make([]byte, 8)
 		rand.Read(pw)
 		l := demoLogin{email: u.email, password: hex.EncodeToString(pw), role: u.role}
-		if _, err := c.AddUser(ctx, webui.UserRequest{Email: u.email, DisplayName: u.name, Role: u.role, Org: "Demo Ltd", Password: l.password}); err != nil {
+		if _, err := c.AddUser(ctx, api.UserRequest{Email: u.email, DisplayName: u.name, Role: u.role, Org: "Demo Ltd", Password: l.password}); err != nil {
 			return nil, err
 		}
 		logins = append(logins, l)

@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"lifeline/fsm"
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 func adminDomainPut(create bool, args []string, stdout, stderr io.Writer) error {
 	fs, a := apiCommand("admin domain", stderr, true)
-	var req webui.DomainRequest
+	var req api.DomainRequest
 	var dests multiFlag
 	fs.Var(&dests, "destination", "HOST:PORT of the customer's mail server; repeat it for backups, most preferred first")
 	fs.StringVar(&req.Org, "org", "", "organisation the domain belongs to (set: unchanged when omitted)")
@@ -46,7 +46,7 @@ func adminDomainPut(create bool, args []string, stdout, stderr io.Writer) error 
 
 // destinationsOf turns repeated --destination flags into a request: one
 // travels as before; several are tried in the order given.
-func destinationsOf(req *webui.DomainRequest, dests []string) error {
+func destinationsOf(req *api.DomainRequest, dests []string) error {
 	switch len(dests) {
 	case 0:
 		return errors.New("--destination HOST:PORT is required")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -18,7 +19,15 @@ import (
 
 	"lifeline/cluster"
 	"lifeline/node"
+	"lifeline/webui"
 )
+
+// webHandler is what a node serves on its HTTP listener besides /healthz:
+// the people's pages and the JSON API, over the node.
+func webHandler(n *node.Node, logger *slog.Logger) http.Handler { return webui.New(n, logger) }
+
+// The node is the web side's backend.
+var _ webui.Backend = (*node.Node)(nil)
 
 // listFlag is a repeatable or comma-separated flag.
 type listFlag []string
@@ -172,6 +181,7 @@ func (f *nodeFlags) finish(fs *flag.FlagSet, stderr io.Writer) (node.Config, err
 		}
 	}
 	cfg := f.cfg
+	cfg.Web = webHandler
 	cfg.Join = f.join
 	cfg.MaxMessageSize = int64(f.maxSize)
 	cfg.MinFreeSpace = int64(f.minFree)

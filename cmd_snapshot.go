@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"lifeline/webui"
+	"lifeline/node/backup"
 )
 
 // adminSnapshot runs `lifeline admin snapshot save|restore`.
@@ -97,8 +97,8 @@ func snapshotSave(a *apiFlags, file string, stdout io.Writer) error {
 
 // readBackup reads a whole backup archive and returns its manifest, so a
 // truncated download fails here rather than at restore time.
-func readBackup(r io.Reader) (webui.BackupManifest, int, error) {
-	var man webui.BackupManifest
+func readBackup(r io.Reader) (backup.Manifest, int, error) {
+	var man backup.Manifest
 	tr := tar.NewReader(r)
 	entries := 0
 	for {
@@ -110,7 +110,7 @@ func readBackup(r io.Reader) (webui.BackupManifest, int, error) {
 			return man, entries, err
 		}
 		if entries == 0 {
-			if h.Name != "lifeline-backup.json" {
+			if h.Name != backup.ManifestName {
 				return man, entries, errors.New("not a Lifeline backup (no manifest)")
 			}
 			if err := json.NewDecoder(tr).Decode(&man); err != nil {

@@ -2,12 +2,7 @@ package node
 
 // Backups for disaster recovery: `lifeline admin snapshot save|restore`.
 //
-// A backup is a tar file:
-//
-//	lifeline-backup.json   the manifest (webui.BackupManifest), first
-//	state.snap             the replicated state, in the stream format of
-//	                       fsm.Store.WriteSnapshot / Restore
-//	blobs/<sha256>         every message body the state references
+// The layout of a backup is in node/backup.
 //
 // Save takes a consistent snapshot of this node's state store (one read
 // transaction), then adds the bodies that snapshot references, fetching
@@ -34,13 +29,7 @@ import (
 	"lifeline/cluster"
 	"lifeline/cluster/blob"
 	"lifeline/fsm"
-	"lifeline/webui"
-)
-
-const (
-	backupManifestName = "lifeline-backup.json"
-	backupStateName    = "state.snap"
-	backupBlobDir      = "blobs/"
+	"lifeline/node/backup"
 )
 
 // stateCopy is a private, read-only copy of a state stream, opened as a
@@ -99,9 +88,10 @@ func messageBodies(st *fsm.Store) (map[string]bool, int, error) {
 	}
 }
 
-// WriteBackup implements webui.Backend.
-func (n *Node) WriteBackup(ctx context.Context, w io.Writer) (webui.BackupManifest, error) {
-	man := webui.BackupManifest{Format: webui.BackupFormat, Created: n.cfg.Now().UTC(), Node: n.cfg.ID}
+// WriteBackup streams a backup of the replicated state and the bodies it
+// references to w.
+func (n *Node) WriteBackup(ctx context.Context, w io.Writer) (backup.Manifest, error) {
+	man := backup.Manifest{Format: backup.Format, Created: n.cfg.Now().UTC(), Node: n.cfg.ID}
 
 	// 1. The state, from one read transaction, into a file beside the
 	// store: it is streamed after the manifest, which needs its contents.
@@ -182,13 +172,13 @@ func (n *Node) WriteBackup(ctx context.Context, w io.Writer) (webui.BackupManife
 	hdr := func(name string, size int64) *tar.Header {
 		return &tar.Header{Name: name, Size: size, Mode: 0o600, ModTime: man.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
 	}
-	if err := tw.WriteHeader(hdr(backupManifestName, int64(len(mj)))); err != nil {
+	if err := tw.WriteHeader(hdr(backup.ManifestName, int64(len(mj)))); err != nil {
 		return man, err
 	}
 	if _, err := tw.Write(mj); err != nil {
 		return man, err
 	}
-	if err := copyFileToTar(tw, tmp.Name(), hdr, backupStateName); err != nil {
+	if err := copyFileToTar(tw, tmp.Name(), hdr, backup.StateName); err != nil {
 		return man, err
 	}
 	for _, h := range hashes {
@@ -204,7 +194,7 @@ func (n *Node) WriteBackup(ctx context.Context, w io.Writer) (webui.BackupManife
 		if err != nil {
 			return man, err
 		}
-		err = tw.WriteHeader(hdr(backupBlobDir+h, f.Size()))
+		err = tw.WriteHeader(hdr(backup.BodyDir+h, f.Size()))
 		if err == nil {
 			_, err = io.Copy(tw, f)
 		}
@@ -237,12 +227,13 @@ func copyFileToTar(tw *tar.Writer, file string, hdr func(string, int64) *tar.Hea
 	return err
 }
 
-// RestoreBackup implements webui.Backend.
-func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (webui.RestoreReport, error) {
+// RestoreBackup replaces the whole cluster's state with the backup r; it
+// works on the leader only.
+func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (backup.RestoreReport, error) {
 	start := time.Now()
-	var rep webui.RestoreReport
+	var rep backup.RestoreReport
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", webui.ErrBadBackup, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", backup.ErrUnusable, fmt.Sprintf(format, args...))
 	}
 	if !n.cluster.IsLeader() {
 		return rep, cluster.ErrNoLeader
@@ -257,7 +248,7 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (webu
 			return rep, err
 		}
 		if st.Messages > 0 || len(doms) > 0 {
-			return rep, fmt.Errorf("%w (%d spooled messages, %d domains): a restore replaces all of it; restore with --force to go ahead", webui.ErrRestoreConflict, st.Messages, len(doms))
+			return rep, fmt.Errorf("%w (%d spooled messages, %d domains): a restore replaces all of it; restore with --force to go ahead", backup.ErrConflict, st.Messages, len(doms))
 		}
 	}
 
@@ -266,14 +257,14 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (webu
 	// against its name).
 	tr := tar.NewReader(r)
 	th, err := tr.Next()
-	if err != nil || th.Name != backupManifestName || th.Size > 1<<20 {
-		return rep, bad("the file does not start with %s", backupManifestName)
+	if err != nil || th.Name != backup.ManifestName || th.Size > 1<<20 {
+		return rep, bad("the file does not start with %s", backup.ManifestName)
 	}
 	if err := json.NewDecoder(io.LimitReader(tr, th.Size)).Decode(&rep.Backup); err != nil {
 		return rep, bad("manifest: %v", err)
 	}
-	if rep.Backup.Format != webui.BackupFormat {
-		return rep, bad("backup format %d; this release reads format %d", rep.Backup.Format, webui.BackupFormat)
+	if rep.Backup.Format != backup.Format {
+		return rep, bad("backup format %d; this release reads format %d", rep.Backup.Format, backup.Format)
 	}
 	stateFile := ""
 	defer func() {
@@ -291,7 +282,7 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (webu
 		}
 		switch {
 		case th.Typeflag == tar.TypeDir:
-		case th.Name == backupStateName && stateFile == "":
+		case th.Name == backup.StateName && stateFile == "":
 			f, err := os.CreateTemp(n.cfg.DataDir, "restore-state-")
 			if err != nil {
 				return rep, err
@@ -307,7 +298,7 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (webu
 			if err != nil {
 				return rep, bad("state: %v", err)
 			}
-		case strings.HasPrefix(th.Name, backupBlobDir):
+		case strings.HasPrefix(th.Name, backup.BodyDir):
 			h := path.Base(th.Name)
 			if !blob.ValidHash(h) {
 				return rep, bad("body name %q is not a sha256", th.Name)
@@ -327,7 +318,7 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (webu
 		}
 	}
 	if stateFile == "" {
-		return rep, bad("no %s in the archive", backupStateName)
+		return rep, bad("no %s in the archive", backup.StateName)
 	}
 
 	// 2. Check the state opens, and see which bodies it needs.

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/http"
 
 	"lifeline/smtp/outbound"
 	"log/slog"
@@ -30,6 +31,11 @@ type Config struct {
 	// Hostname is the name this node uses in SMTP greetings and Received.
 	Hostname string
 	TLS      *tls.Config
+	// Web, when set, builds what the HTTP listener serves besides
+	// /healthz (the pages and the JSON API). It is called once, as the
+	// listener starts, with this node and its logger; the node itself
+	// knows nothing of the web side.
+	Web func(n *Node, logger *slog.Logger) http.Handler
 
 	RetrySchedule  []time.Duration
 	DelayWarning   time.Duration

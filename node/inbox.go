@@ -10,7 +10,7 @@ import (
 
 	"lifeline/cluster"
 	"lifeline/fsm"
-	"lifeline/webui/mailparse"
+	"lifeline/node/mailparse"
 )
 
 // PutBlob stores r as a blob and waits until a quorum holds it, so a draft

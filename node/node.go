@@ -19,7 +19,6 @@ import (
 	"lifeline/node/metrics"
 	"lifeline/node/msglog"
 	"lifeline/smtp"
-	"lifeline/webui"
 )
 
 // Node is one running appliance node.
@@ -145,7 +144,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: http listen: %w", err)
 	}
 	n.http = &http.Server{
-		Handler:           webui.New(n, n.logger),
+		Handler:           n.httpHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      120 * time.Second,
@@ -316,7 +315,7 @@ func (n *Node) ensureAdminToken(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := n.Apply(cctx, &fsm.SetAdminToken{Hash: webui.HashToken(n.cfg.AdminToken)}); err != nil {
+	if err := n.Apply(cctx, &fsm.SetAdminToken{Hash: fsm.HashAdminToken(n.cfg.AdminToken)}); err != nil {
 		n.logger.Error("storing operator token failed", "err", err)
 		return
 	}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 
 	"lifeline/fsm"
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 // Orgs lists organisations.
@@ -19,19 +19,19 @@ func (c *Client) Orgs(ctx context.Context) ([]fsm.Org, error) {
 }
 
 // AddOrg creates an organisation.
-func (c *Client) AddOrg(ctx context.Context, req webui.OrgRequest) (*fsm.Org, error) {
+func (c *Client) AddOrg(ctx context.Context, req api.OrgRequest) (*fsm.Org, error) {
 	var r fsm.Org
 	return &r, c.do(ctx, http.MethodPost, "/api/v1/orgs", req, &r)
 }
 
 // SetOrg changes an organisation's settings.
-func (c *Client) SetOrg(ctx context.Context, req webui.OrgRequest) (*fsm.Org, error) {
+func (c *Client) SetOrg(ctx context.Context, req api.OrgRequest) (*fsm.Org, error) {
 	var r fsm.Org
 	return &r, c.do(ctx, http.MethodPut, "/api/v1/orgs/"+url.PathEscape(req.Name), req, &r)
 }
 
 // Users lists the logins of org ("" for all) with role ("" for any).
-func (c *Client) Users(ctx context.Context, org, role string) ([]webui.UserView, error) {
+func (c *Client) Users(ctx context.Context, org, role string) ([]api.UserView, error) {
 	q := url.Values{}
 	if org != "" {
 		q.Set("org", org)
@@ -40,20 +40,20 @@ func (c *Client) Users(ctx context.Context, org, role string) ([]webui.UserView,
 		q.Set("role", role)
 	}
 	var r struct {
-		Users []webui.UserView `json:"users"`
+		Users []api.UserView `json:"users"`
 	}
 	return r.Users, c.do(ctx, http.MethodGet, "/api/v1/users?"+q.Encode(), nil, &r)
 }
 
 // AddUser creates a user, org admin or partner.
-func (c *Client) AddUser(ctx context.Context, req webui.UserRequest) (*webui.UserView, error) {
-	var r webui.UserView
+func (c *Client) AddUser(ctx context.Context, req api.UserRequest) (*api.UserView, error) {
+	var r api.UserView
 	return &r, c.do(ctx, http.MethodPost, "/api/v1/users", req, &r)
 }
 
 // SetUser changes a login.
-func (c *Client) SetUser(ctx context.Context, email string, p webui.UserPatch) (*webui.UserView, error) {
-	var r webui.UserView
+func (c *Client) SetUser(ctx context.Context, email string, p api.UserPatch) (*api.UserView, error) {
+	var r api.UserView
 	return &r, c.do(ctx, http.MethodPatch, "/api/v1/users/"+url.PathEscape(email), p, &r)
 }
 

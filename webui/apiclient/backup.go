@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 
-	"lifeline/webui"
+	"lifeline/node/backup"
 )
 
 // Backup streams a backup of the cluster from the node: a tar archive
@@ -24,7 +24,7 @@ func (c *Client) Backup(ctx context.Context) (io.ReadCloser, error) {
 // that open reads; open is called again when a follower redirects the
 // restore to its leader. force replaces a state that already holds mail
 // or domains.
-func (c *Client) Restore(ctx context.Context, open func() (io.ReadCloser, error), size int64, force bool) (*webui.RestoreReport, error) {
+func (c *Client) Restore(ctx context.Context, open func() (io.ReadCloser, error), size int64, force bool) (*backup.RestoreReport, error) {
 	path := "/api/v1/snapshot/restore"
 	if force {
 		path += "?force=1"
@@ -34,7 +34,7 @@ func (c *Client) Restore(ctx context.Context, open func() (io.ReadCloser, error)
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var rep webui.RestoreReport
+	var rep backup.RestoreReport
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		return nil, err
 	}

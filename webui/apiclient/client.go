@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"lifeline/fsm"
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 // Client talks to one node's API.
@@ -83,8 +83,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 }
 
 // Status returns the node's view of the cluster and the queue.
-func (c *Client) Status(ctx context.Context) (*webui.StatusReport, error) {
-	var r webui.StatusReport
+func (c *Client) Status(ctx context.Context) (*api.StatusReport, error) {
+	var r api.StatusReport
 	return &r, c.do(ctx, http.MethodGet, "/api/v1/status", nil, &r)
 }
 
@@ -97,13 +97,13 @@ func (c *Client) Domains(ctx context.Context) ([]fsm.Domain, error) {
 }
 
 // AddDomain protects a new domain.
-func (c *Client) AddDomain(ctx context.Context, d webui.DomainRequest) (*fsm.Domain, error) {
+func (c *Client) AddDomain(ctx context.Context, d api.DomainRequest) (*fsm.Domain, error) {
 	var r fsm.Domain
 	return &r, c.do(ctx, http.MethodPost, "/api/v1/domains", d, &r)
 }
 
 // SetDomain changes a domain's destination or organisation.
-func (c *Client) SetDomain(ctx context.Context, d webui.DomainRequest) (*fsm.Domain, error) {
+func (c *Client) SetDomain(ctx context.Context, d api.DomainRequest) (*fsm.Domain, error) {
 	var r fsm.Domain
 	return &r, c.do(ctx, http.MethodPut, "/api/v1/domains/"+url.PathEscape(d.Name), d, &r)
 }
@@ -123,8 +123,8 @@ type QueueFilter struct {
 }
 
 // Queue lists every queued message matching f, following the pages.
-func (c *Client) Queue(ctx context.Context, f QueueFilter) ([]webui.QueueMessage, error) {
-	var all []webui.QueueMessage
+func (c *Client) Queue(ctx context.Context, f QueueFilter) ([]api.QueueMessage, error) {
+	var all []api.QueueMessage
 	after := ""
 	for {
 		q := url.Values{}
@@ -147,8 +147,8 @@ func (c *Client) Queue(ctx context.Context, f QueueFilter) ([]webui.QueueMessage
 			}
 		}
 		var page struct {
-			Messages []webui.QueueMessage `json:"messages"`
-			Next     string               `json:"next"`
+			Messages []api.QueueMessage `json:"messages"`
+			Next     string             `json:"next"`
 		}
 		if err := c.do(ctx, http.MethodGet, "/api/v1/queue?"+q.Encode(), nil, &page); err != nil {
 			return nil, err
@@ -162,8 +162,8 @@ func (c *Client) Queue(ctx context.Context, f QueueFilter) ([]webui.QueueMessage
 }
 
 // Message shows one queued message.
-func (c *Client) Message(ctx context.Context, id string) (*webui.QueueMessage, error) {
-	var r webui.QueueMessage
+func (c *Client) Message(ctx context.Context, id string) (*api.QueueMessage, error) {
+	var r api.QueueMessage
 	return &r, c.do(ctx, http.MethodGet, "/api/v1/queue/"+url.PathEscape(id), nil, &r)
 }
 

@@ -9,13 +9,13 @@ import (
 	"strings"
 
 	"lifeline/fsm"
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 // TestDomain tests a domain's destinations from the node (all of them,
 // or only dest when set).
-func (c *Client) TestDomain(ctx context.Context, name, dest string) (*webui.DomainTestReport, error) {
-	var r webui.DomainTestReport
+func (c *Client) TestDomain(ctx context.Context, name, dest string) (*api.DomainTestReport, error) {
+	var r api.DomainTestReport
 	path := "/api/v1/domains/" + url.PathEscape(name) + "/test"
 	if dest != "" {
 		path += "?destination=" + url.QueryEscape(dest)
@@ -40,14 +40,14 @@ func (c *Client) DecideDomain(ctx context.Context, name string, approve bool) er
 }
 
 // Alerts returns an organisation's alert settings.
-func (c *Client) Alerts(ctx context.Context, org string) (*webui.AlertsView, error) {
-	var r webui.AlertsView
+func (c *Client) Alerts(ctx context.Context, org string) (*api.AlertsView, error) {
+	var r api.AlertsView
 	return &r, c.do(ctx, http.MethodGet, "/api/v1/orgs/"+url.PathEscape(org)+"/alerts", nil, &r)
 }
 
 // SetAlerts replaces an organisation's alert settings.
-func (c *Client) SetAlerts(ctx context.Context, org string, a webui.AlertsView) (*webui.AlertsView, error) {
-	var r webui.AlertsView
+func (c *Client) SetAlerts(ctx context.Context, org string, a api.AlertsView) (*api.AlertsView, error) {
+	var r api.AlertsView
 	return &r, c.do(ctx, http.MethodPut, "/api/v1/orgs/"+url.PathEscape(org)+"/alerts", a, &r)
 }
 
@@ -58,14 +58,14 @@ func (c *Client) Gateway(ctx context.Context) (map[string]any, error) {
 }
 
 // SetGateway replaces the SMS gateway; an empty URL removes it.
-func (c *Client) SetGateway(ctx context.Context, g webui.GatewayRequest) (map[string]any, error) {
+func (c *Client) SetGateway(ctx context.Context, g api.GatewayRequest) (map[string]any, error) {
 	var r map[string]any
 	return r, c.do(ctx, http.MethodPut, "/api/v1/alerts/gateway", g, &r)
 }
 
 // ImportUsers imports a CSV file into org. On a bad file nothing is
 // imported and the report lists the problems (with an *Error).
-func (c *Client) ImportUsers(ctx context.Context, org string, csv io.Reader, welcome bool) (*webui.ImportReport, error) {
+func (c *Client) ImportUsers(ctx context.Context, org string, csv io.Reader, welcome bool) (*api.ImportReport, error) {
 	q := url.Values{"org": {org}}
 	if welcome {
 		q.Set("welcome", "true")
@@ -82,7 +82,7 @@ func (c *Client) ImportUsers(ctx context.Context, org string, csv io.Reader, wel
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	var r webui.ImportReport
+	var r api.ImportReport
 	json.Unmarshal(data, &r)
 	if resp.StatusCode/100 != 2 {
 		var e struct {
@@ -105,7 +105,7 @@ func (c *Client) SendWelcome(ctx context.Context, emails []string, reset bool) (
 	var r struct {
 		Sent int `json:"sent"`
 	}
-	err := c.do(ctx, http.MethodPost, "/api/v1/users/welcome", webui.WelcomeRequest{Emails: emails, Reset: reset}, &r)
+	err := c.do(ctx, http.MethodPost, "/api/v1/users/welcome", api.WelcomeRequest{Emails: emails, Reset: reset}, &r)
 	return r.Sent, err
 }
 

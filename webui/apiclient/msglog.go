@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"lifeline/webui"
+	"lifeline/webui/api"
 )
 
 // LogFilter narrows a message log search. Fields left empty do not filter;
@@ -34,13 +34,13 @@ func (f LogFilter) query() string {
 // SearchLog returns the newest entries of every node's message log that
 // match f. A search across the cluster may outlast the client's timeout;
 // ctx bounds it.
-func (c *Client) SearchLog(ctx context.Context, f LogFilter) (*webui.LogPage, error) {
+func (c *Client) SearchLog(ctx context.Context, f LogFilter) (*api.LogPage, error) {
 	resp, err := c.stream(ctx, http.MethodGet, "/api/v1/log?"+f.query(), "", nil, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var page webui.LogPage
+	var page api.LogPage
 	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -21,7 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"lifeline/fsm"
-	"lifeline/webui/auth"
+	"lifeline/webui/session"
 )
 
 // storeBackend applies commands straight to a local store: the HTTP side
@@ -60,6 +61,39 @@ func (b *storeBackend) SendMail(ctx context.Context, from string, rcpts []string
 }
 func (b *storeBackend) MailHostname() string { return "bench.test" }
 
+// populateInbox spools n messages for addr straight into the state, in
+// batches as Raft would apply them. The messages arrive one millisecond
+// apart from start (unix nanoseconds) and reference blobs that do not
+// exist.
+func populateInbox(f *fsm.FSM, addr string, n int, start int64) error {
+	const batch = 1000
+	idx := f.AppliedIndex()
+	domain := addr[strings.IndexByte(addr, '@')+1:]
+	for i := 0; i < n; i += batch {
+		var logs []*raft.Log
+		for j := i; j < n && j < i+batch; j++ {
+			at := start + int64(j)*1e6
+			c := &fsm.SpoolAddSummary{
+				Add: fsm.SpoolAdd{ID: fmt.Sprintf("BENCH%012d", j), From: "sender@example.net", BlobHash: fmt.Sprintf("bench-%d", j),
+					Size: 4096, ReceivedAt: at, Recipients: []fsm.Recipient{{Address: addr, Domain: domain}}},
+				Summary: fsm.InboxSummary{From: fmt.Sprintf("Sender %d <sender%d@example.net>", j%97, j%97), Subject: fmt.Sprintf("Message number %d", j), Attachment: j%10 == 0},
+			}
+			data, err := fsm.Encode(c)
+			if err != nil {
+				return err
+			}
+			idx++
+			logs = append(logs, &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data})
+		}
+		for _, r := range f.ApplyBatch(logs) {
+			if r != nil {
+				return r.(error)
+			}
+		}
+	}
+	return nil
+}
+
 // bigInbox serves an Emergency Inbox whose user has n spooled messages and
 // returns a signed-in client and the inbox URL.
 func bigInbox(tb testing.TB, n int) (*http.Client, string) {
@@ -71,10 +105,10 @@ func bigInbox(tb testing.TB, n int) (*http.Client, string) {
 	tb.Cleanup(func() { s.Close() })
 	b := &storeBackend{f: fsm.New(s, nil), now: time.Unix(1_800_000_000, 0)}
 	const user = "busy@acme.test"
-	if err := fsm.PopulateInbox(b.f, user, n, b.now.Add(-time.Hour).UnixNano()); err != nil {
+	if err := populateInbox(b.f, user, n, b.now.Add(-time.Hour).UnixNano()); err != nil {
 		tb.Fatal(err)
 	}
-	hash, err := auth.HashPassword("correct horse battery", nil)
+	hash, err := session.HashPassword("correct horse battery", nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -89,7 +123,9 @@ func bigInbox(tb testing.TB, n int) (*http.Client, string) {
 		}
 	}
 	mux := http.NewServeMux()
-	New(b, Config{}, nil).Register(mux)
+	sessions := session.New(b, session.Config{}, nil)
+	sessions.Register(mux)
+	New(b, sessions, Config{}, nil).Register(mux)
 	srv := httptest.NewServer(mux)
 	tb.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)

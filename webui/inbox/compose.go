@@ -15,7 +15,9 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"lifeline/fsm"
-	"lifeline/webui/mailparse"
+	"lifeline/node/mailparse"
+	"lifeline/webui/page"
+	"lifeline/webui/session"
 )
 
 func draftURL(id string) string { return "/drafts/" + url.PathEscape(id) }
@@ -98,7 +100,7 @@ func (s *Server) compose(w http.ResponseWriter, r *http.Request) {
 				pm.From, date.Format(time.RFC1123Z), pm.Subject, pm.To, pm.Text)
 			// The original travels whole, as message/rfc822, with its
 			// own attachments; the draft holds a reference on its body.
-			d.Attachments = []fsm.DraftAttachment{{Name: SafeFilename(orDefault(pm.Subject, "message")) + ".eml", Type: "message/rfc822", BlobHash: m.BlobHash, Size: m.Size}}
+			d.Attachments = []fsm.DraftAttachment{{Name: SafeFilename(page.Or(pm.Subject, "message")) + ".eml", Type: "message/rfc822", BlobHash: m.BlobHash, Size: m.Size}}
 		} else {
 			d.Subject = subjectWith("Re:", pm.Subject)
 			to := pm.ReplyToAddrs
@@ -139,13 +141,6 @@ func (s *Server) compose(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, draftURL(d.ID), http.StatusSeeOther)
 }
 
-func orDefault(s, def string) string {
-	if strings.TrimSpace(s) == "" {
-		return def
-	}
-	return s
-}
-
 // ComposePage is the draft editor.
 type ComposePage struct {
 	Draft fsm.Draft
@@ -153,7 +148,7 @@ type ComposePage struct {
 	Saved bool
 }
 
-func (s *Server) ownDraft(w http.ResponseWriter, r *http.Request) (*viewer, fsm.Draft, bool) {
+func (s *Server) ownDraft(w http.ResponseWriter, r *http.Request) (*session.Viewer, fsm.Draft, bool) {
 	v := viewerOf(r)
 	d, ok, err := s.b.Store().Draft(v.User.Email, r.PathValue("id"))
 	if err != nil {
@@ -217,7 +212,7 @@ func (s *Server) draftPost(w http.ResponseWriter, r *http.Request) {
 	action := r.PostFormValue("action")
 	if action == "discard" {
 		if s.apply(w, r, &fsm.DraftDelete{Owner: v.User.Email, ID: d.ID}) {
-			http.Redirect(w, r, mailboxURL(v.User.Email)+"?flash=discarded", http.StatusSeeOther)
+			http.Redirect(w, r, page.MailboxURL(v.User.Email)+"?flash=discarded", http.StatusSeeOther)
 		}
 		return
 	}
@@ -287,12 +282,12 @@ func (s *Server) draftPost(w http.ResponseWriter, r *http.Request) {
 	if !s.apply(w, r, &fsm.DraftDelete{Owner: v.User.Email, ID: d.ID}) {
 		return
 	}
-	http.Redirect(w, r, mailboxURL(v.User.Email)+"?flash=sent", http.StatusSeeOther)
+	http.Redirect(w, r, page.MailboxURL(v.User.Email)+"?flash=sent", http.StatusSeeOther)
 }
 
 // build composes the message of a draft. A message the user cannot fix by
 // retrying (no recipient, a malformed address) gives a message for them.
-func (s *Server) build(ctx context.Context, v *viewer, d *fsm.Draft) ([]byte, []string, string) {
+func (s *Server) build(ctx context.Context, v *session.Viewer, d *fsm.Draft) ([]byte, []string, string) {
 	to, err := mailparse.ParseAddressList(d.To)
 	if err != nil {
 		return nil, nil, "To: " + err.Error()

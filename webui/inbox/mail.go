@@ -12,21 +12,21 @@ import (
 	"time"
 
 	"lifeline/fsm"
-	"lifeline/webui/mailparse"
+	"lifeline/node/mailparse"
+	"lifeline/webui/page"
+	"lifeline/webui/session"
 )
-
-func mailboxURL(owner string) string { return "/mail/" + url.PathEscape(owner) + "/" }
 
 func messageURL(owner, id string) string {
 	return "/mail/" + url.PathEscape(owner) + "/m/" + url.PathEscape(id)
 }
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	http.Redirect(w, r, homeOf(viewerOf(r)), http.StatusSeeOther)
+	http.Redirect(w, r, session.HomeOf(viewerOf(r)), http.StatusSeeOther)
 }
 
 // mailboxHandler serves one person's mailbox: owner is whose it is.
-type mailboxHandler func(w http.ResponseWriter, r *http.Request, v *viewer, owner fsm.User)
+type mailboxHandler func(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User)
 
 // mailbox resolves {owner} against the session: a user reaches their own
 // inbox, an org admin any inbox of their organisation (audited), nobody
@@ -89,7 +89,7 @@ func (s *Server) mailbox(next mailboxHandler) http.HandlerFunc {
 				detail = "message " + id
 			}
 			if !s.apply(w, r, &fsm.AuditAdd{Entry: fsm.AuditEntry{At: s.b.Now().UnixNano(), Kind: fsm.AuditOpenInbox,
-				Actor: v.User.Email, Target: owner.Email, Org: owner.Org, Addr: clientAddr(r), Detail: detail}}) {
+				Actor: v.User.Email, Target: owner.Email, Org: owner.Org, Addr: session.ClientAddr(r), Detail: detail}}) {
 				return
 			}
 		}
@@ -165,7 +165,7 @@ func formatCursor(c fsm.InboxCursor) string {
 // search of a huge inbox answers in steps rather than stalling.
 const searchScan = 2000
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request, v *viewer, owner fsm.User) {
+func (s *Server) list(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
 	q := r.URL.Query()
 	cur, ok := parseCursor(q.Get("before"))
 	if !ok {
@@ -261,7 +261,7 @@ type ReadPage struct {
 	FrameURL  string
 }
 
-func (s *Server) read(w http.ResponseWriter, r *http.Request, v *viewer, owner fsm.User) {
+func (s *Server) read(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
 	id := r.PathValue("id")
 	m, pm, err := s.openMessage(r, id)
 	if err != nil {
@@ -296,7 +296,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, v *viewer, owner f
 // sandbox (no allow-scripts) and carries its own CSP: nothing but our own
 // images (cid: parts) unless the user asked for remote ones, no script,
 // no forms, no plugins. Even opened on its own it stays sandboxed.
-func (s *Server) frame(w http.ResponseWriter, r *http.Request, v *viewer, owner fsm.User) {
+func (s *Server) frame(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
 	_, pm, err := s.openMessage(r, r.PathValue("id"))
 	if err != nil {
 		s.unavailable(w, r, err)
@@ -325,7 +325,7 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request, v *viewer, owner 
 
 // cidPart serves an inline image of the message by its Content-ID
 // (RFC 2392), for the cid: URLs of its HTML part.
-func (s *Server) cidPart(w http.ResponseWriter, r *http.Request, v *viewer, owner fsm.User) {
+func (s *Server) cidPart(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
 	_, pm, err := s.openMessage(r, r.PathValue("id"))
 	if err != nil {
 		s.unavailable(w, r, err)
@@ -341,7 +341,7 @@ func (s *Server) cidPart(w http.ResponseWriter, r *http.Request, v *viewer, owne
 	s.notFound(w, r)
 }
 
-func (s *Server) download(w http.ResponseWriter, r *http.Request, v *viewer, owner fsm.User) {
+func (s *Server) download(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
 	n, err := strconv.Atoi(r.PathValue("n"))
 	if err != nil || n < 0 || n > 10000 {
 		s.notFound(w, r)
@@ -412,12 +412,12 @@ func (s *Server) servePart(w http.ResponseWriter, r *http.Request, index int, at
 	}
 }
 
-func (s *Server) markUnread(w http.ResponseWriter, r *http.Request, v *viewer, owner fsm.User) {
+func (s *Server) markUnread(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
 	if owner.Email != v.User.Email {
 		s.notFound(w, r)
 		return
 	}
 	if s.apply(w, r, &fsm.MarkRead{Address: owner.Email, IDs: []string{r.PathValue("id")}, Read: false}) {
-		http.Redirect(w, r, mailboxURL(owner.Email), http.StatusSeeOther)
+		http.Redirect(w, r, page.MailboxURL(owner.Email), http.StatusSeeOther)
 	}
 }
