@@ -195,7 +195,7 @@ func Start(cfg Config) (*Cluster, error) {
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
 	// The store keeps its own applied index, so a restart replays only what
-	// it has not applied instead of rebuilding from a snapshot (DESIGN.md §3.4).
+	// it has not applied instead of rebuilding from a snapshot (docs/design.md §3.4).
 	rc.NoSnapshotRestoreOnStart = true
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
@@ -346,7 +346,7 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) (any, error) {
 		}
 	}
 	f := c.raft.Apply(cmd, timeout)
-	// raft's timeout covers only enqueueing (DESIGN.md §5); the context
+	// raft's timeout covers only enqueueing (docs/design.md §5); the context
 	// bounds the wait for the commit as well.
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()

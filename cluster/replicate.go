@@ -20,7 +20,7 @@ var ErrBlobTooLarge = errors.New("cluster: body larger than the limit")
 // StoreBlob writes a body to this node's store, fsynced, and returns its
 // hash once a majority of voters holds it (ReplicateBlob). Only then may a
 // command that references the body be committed: otherwise losing this
-// node could lose the body of mail the cluster has accepted (DESIGN.md
+// node could lose the body of mail the cluster has accepted (docs/design.md
 // §3.1). A body longer than limit (0: no limit) is refused with
 // ErrBlobTooLarge and nothing is stored.
 func (c *Cluster) StoreBlob(ctx context.Context, r io.Reader, limit int64) (hash string, size int64, err error) {
@@ -82,7 +82,7 @@ func (c *Cluster) voterPeers() (peers []string, need int, err error) {
 
 // ReplicateBlob pushes a locally stored body to the other voters and
 // returns once a majority of voters, this node included, has it fsynced
-// (DESIGN.md §1.4). Pushes to the remaining peers go on in the background,
+// (docs/design.md §1.4). Pushes to the remaining peers go on in the background,
 // so usually every node holds every body.
 func (c *Cluster) ReplicateBlob(ctx context.Context, hash string) error {
 	peers, need, err := c.voterPeers()

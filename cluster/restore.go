@@ -13,7 +13,7 @@ import (
 // and restores its own state machine from it; followers receive it through
 // Raft's InstallSnapshot. appliedIndex is the index the stream's state had
 // reached; the new snapshot is placed above both it and the current log,
-// so no entry at or below it is ever applied on top (DESIGN.md §3.4).
+// so no entry at or below it is ever applied on top (docs/design.md §3.4).
 func (c *Cluster) RestoreState(appliedIndex uint64, size int64, r io.Reader, timeout time.Duration) error {
 	if c.raft.State() != raft.Leader {
 		return ErrNoLeader

@@ -34,7 +34,7 @@ func (e *UpgradeRequiredError) Error() string {
 //
 // Committing a type that one server lacks would stop that server for good:
 // it panics on an unknown non-ignorable type rather than diverge
-// (DESIGN.md §3.2, §3.3), and would panic again on every restart while the
+// (docs/design.md §3.2, §3.3), and would panic again on every restart while the
 // entry stays in its log. So the check is strict: every server, voter or
 // not, up or down, must advertise every type.
 func CheckUpgraded(types []fsm.CommandType, servers []string, advertised map[string]fsm.TypeSet) error {

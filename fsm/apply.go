@@ -42,7 +42,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 // ApplyBatch implements raft.BatchingFSM. Each response is nil or an error.
 // Entries at or below the stored applied index were applied before a
-// restart and are skipped, so nothing is applied twice (DESIGN.md §3.4).
+// restart and are skipped, so nothing is applied twice (docs/design.md §3.4).
 //
 // A batch whose commit fails (the disk is full, say) is retried until it
 // commits: the entries are committed in the Raft log, so skipping them
@@ -91,7 +91,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 //
 // The entries of a batch share one bbolt transaction, and bbolt has no
 // savepoints, so a command that wrote part of its change before it found
-// a reason to refuse would leave that part behind (DESIGN.md §3.8: a
+// a reason to refuse would leave that part behind (docs/design.md §3.8: a
 // refused command changes nothing). When a command answers with an
 // error, the whole transaction is rolled back and the batch is applied
 // again with that entry answered and skipped. Refusals depend only on

@@ -5,7 +5,7 @@ import "encoding/binary"
 // The store's layout: every bbolt bucket, the shape of its keys and
 // values, and every key of the meta bucket. Nothing else names a bucket
 // or builds a key. The store keeps state on disk, indexed, so a spool of a
-// million messages needs no million Go objects (DESIGN.md §3.4).
+// million messages needs no million Go objects (docs/design.md §3.4).
 //
 // Names and key shapes are part of the on-disk format, which snapshots
 // carry from one release to the next: a bucket is never renamed, and a

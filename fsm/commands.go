@@ -14,7 +14,7 @@ type CommandType byte
 // The command types. The list is append-only: a number, once released,
 // means the same shape forever, and a changed shape gets a new number, so
 // a node of the previous release still applies every entry it knows
-// (DESIGN.md §3.3). A new type takes the next free number (36), gets its
+// (docs/design.md §3.3). A new type takes the next free number (36), gets its
 // row in commands below, and stays out of the frozen baseline
 // (InBaseline): the cluster proposes it only once every server knows it.
 const (
@@ -67,7 +67,7 @@ const (
 // IgnorableFlag marks a type that an older node may skip. Types without it
 // make an older node stop (panic) rather than silently diverge. The flag
 // is part of the number because the number is all that an older node,
-// which has no row for the type, can read (DESIGN.md §3.2).
+// which has no row for the type, can read (docs/design.md §3.2).
 const IgnorableFlag CommandType = 0x80
 
 // Ignorable reports whether a node that does not know t may skip it.

@@ -5,7 +5,7 @@ import bolt "go.etcd.io/bbolt"
 // The leader's delivery engine records each attempt in two commands: one
 // before it dials (AttemptStart) and one with what the attempt achieved
 // (AttemptResult). Between them, a new leader knows an attempt may have
-// happened, and delivery stays at least once (DESIGN.md §3.7).
+// happened, and delivery stays at least once (docs/design.md §3.7).
 
 // Outcomes of one delivery attempt for one recipient.
 const (
@@ -15,7 +15,7 @@ const (
 )
 
 // AttemptStart is written by the leader before it dials, so a new leader
-// knows an attempt was under way (DESIGN.md §3.7). The recipients' next
+// knows an attempt was under way (docs/design.md §3.7). The recipients' next
 // attempt moves to LeaseUntil: if no result arrives by then, the attempt is
 // presumed lost and the recipient is due again.
 type AttemptStart struct {

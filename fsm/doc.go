@@ -4,5 +4,5 @@
 //
 // Nothing here reads the clock or does I/O beyond its own store: every time,
 // ID and random choice arrives inside a command, so each node that applies
-// the same log reaches the same state (DESIGN.md §3.2).
+// the same log reaches the same state (docs/design.md §3.2).
 package fsm

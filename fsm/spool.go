@@ -42,7 +42,7 @@ type SpoolAdd struct {
 }
 
 // SpoolAddSummary is a SpoolAdd with the header summary the inbox lists.
-// It is a separate type because it is a changed shape (DESIGN.md §3.3).
+// It is a separate type because it is a changed shape (docs/design.md §3.3).
 type SpoolAddSummary struct {
 	Add     SpoolAdd     `codec:"a"`
 	Summary InboxSummary `codec:"s"`

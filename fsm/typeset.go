@@ -5,7 +5,7 @@ import "slices"
 // TypeSet is a set of command types: bit t%8 of byte t/8 stands for type t.
 // Its 32-byte form travels in gossip metadata, so that a node can tell which
 // command types every other node's build can apply before it proposes one
-// (rolling upgrades, DESIGN.md §3.3).
+// (rolling upgrades, docs/design.md §3.3).
 type TypeSet [32]byte
 
 // Has reports whether t is in the set.
@@ -60,7 +60,7 @@ func KnownTypes() TypeSet {
 // row there cannot widen it by accident. A new non-ignorable type stays
 // outside it forever: the cluster proposes it only once every server
 // advertises it (cluster.CheckUpgraded), because an older node stops
-// (panics) on a type it does not know rather than diverge (DESIGN.md §3.2,
+// (panics) on a type it does not know rather than diverge (docs/design.md §3.2,
 // §3.3). Types are append-only, so the baseline never needs to shrink
 // either.
 func InBaseline(t CommandType) bool {

@@ -49,7 +49,7 @@ func TestBaseline(t *testing.T) {
 	}
 	// The non-ignorable types this release adds beyond the baseline: a
 	// new type belongs here, never in InBaseline, because nodes of
-	// earlier releases cannot apply it (DESIGN.md §3.3).
+	// earlier releases cannot apply it (docs/design.md §3.3).
 	var beyond []CommandType
 	for _, typ := range known.Types() {
 		if typ&IgnorableFlag == 0 && !base.Has(typ) {

@@ -348,7 +348,7 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, force bool) (back
 	sort.Strings(rep.MissingBodies)
 
 	// 3. Bodies on a majority before the state that references them
-	// commits (DESIGN.md §3.1).
+	// commits (docs/design.md §3.1).
 	if err := n.replicateAll(ctx, present); err != nil {
 		return rep, err
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // Config is every setting of one node. The CLI fills it from flags and the
-// config file (DESIGN.md §4).
+// config file (docs/design.md §4).
 type Config struct {
 	ID              string
 	DataDir         string

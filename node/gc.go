@@ -11,7 +11,7 @@ import (
 // blobGrace is how long an unreferenced blob is kept. A body is written
 // before its SpoolAdd commits, and on a follower it may arrive before the
 // entry is applied; the grace period covers both, and a body whose
-// SpoolAdd never committed is dropped after it (DESIGN.md §1.8).
+// SpoolAdd never committed is dropped after it (docs/design.md §1.8).
 const blobGrace = 15 * time.Minute
 
 // collectBlobs removes bodies that no spooled message references any more.

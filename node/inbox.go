@@ -24,7 +24,7 @@ func (n *Node) PutBlob(ctx context.Context, r io.Reader) (string, int64, error) 
 }
 
 // SendMail queues a message written in the Emergency Inbox. It takes the
-// same path as received mail (DESIGN.md §1.10): a recipient in a protected
+// same path as received mail (docs/design.md §1.10): a recipient in a protected
 // domain is spooled for that domain's server and shows in that person's
 // Emergency Inbox; any other goes out by the transport map or MX.
 func (n *Node) SendMail(ctx context.Context, from string, rcpts []string, body []byte) (string, error) {

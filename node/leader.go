@@ -104,7 +104,7 @@ func (n *Node) leaderLoop() {
 // clock), and returns early once the term is revoked.
 func (n *Node) establishLeadership(t *leaderTerm) {
 	// Barrier first: a new leader must act on a state that includes every
-	// entry committed before its term (DESIGN.md §3.7), or it would
+	// entry committed before its term (docs/design.md §3.7), or it would
 	// schedule from a stale spool.
 	if !n.barrier(t.ctx) {
 		return

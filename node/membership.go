@@ -115,7 +115,7 @@ func (n *Node) watchGossip() {
 
 // tryBootstrap forms a new cluster once --bootstrap-expect nodes see each
 // other and none of them belongs to a cluster yet. Every node computes the
-// same member list, so concurrent bootstraps agree (DESIGN.md §4).
+// same member list, so concurrent bootstraps agree (docs/design.md §4).
 func (n *Node) tryBootstrap() {
 	if n.cfg.BootstrapExpect < 2 {
 		return

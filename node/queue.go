@@ -28,7 +28,7 @@ func (q *mxQueue) NewBlob() (smtp.BlobWriter, error) {
 }
 
 // Enqueue commits a SpoolAdd once the body is durable. Bodies never travel
-// in the Raft log (DESIGN.md §3.3); the command carries the hash.
+// in the Raft log (docs/design.md §3.3); the command carries the hash.
 func (q *mxQueue) Enqueue(ctx context.Context, env *smtp.Envelope, hash string, size int64) error {
 	cmd := &fsm.SpoolAdd{
 		ID: env.ID, From: env.From, Ret: env.Ret, EnvID: env.EnvID, Body: env.Body,
@@ -45,7 +45,7 @@ func (q *mxQueue) Enqueue(ctx context.Context, env *smtp.Envelope, hash string, 
 	}
 	// The body must be on a majority before the command that references
 	// it can commit; otherwise losing this node could lose the body of an
-	// acknowledged message (DESIGN.md §3.1).
+	// acknowledged message (docs/design.md §3.1).
 	if err := q.n.cluster.ReplicateBlob(ctx, hash); err != nil {
 		return err
 	}

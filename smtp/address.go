@@ -38,7 +38,7 @@ import (
 //     are protected themselves.
 
 // relayDenied is the one answer for every recipient we will not accept as a
-// protected mailbox, whatever the trick (DESIGN.md §4).
+// protected mailbox, whatever the trick (docs/design.md §4).
 func relayDenied(addr string) *gosmtp.SMTPError {
 	return &gosmtp.SMTPError{
 		Code:         554,

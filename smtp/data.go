@@ -62,7 +62,7 @@ func (s *session) Data(r io.Reader) error {
 	var reply *gosmtp.SMTPError
 	if err != nil {
 		// Queue errors are wrapped in queueError, which hides whatever
-		// they carry: they are always 451 (DESIGN.md §4).
+		// they carry: they are always 451 (docs/design.md §4).
 		if !errors.As(err, &reply) {
 			reply = errTempFailure
 		}
@@ -95,7 +95,7 @@ func (s *session) Data(r io.Reader) error {
 	s.errors = 0
 	s.mu.Unlock()
 	// go-smtp sends a returned SMTPError as is, which is how a 250 gets
-	// our queue ID into it (DESIGN.md §4).
+	// our queue ID into it (docs/design.md §4).
 	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0},
 		Message: "Ok: queued as " + env.ID}
 }
@@ -156,7 +156,7 @@ func (s *session) receive(r io.Reader, env *Envelope) (int64, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommitTimeout)
 	defer cancel()
-	// Only a nil error from Enqueue may become 250 (DESIGN.md §1 step 6).
+	// Only a nil error from Enqueue may become 250 (docs/design.md §1 step 6).
 	if err := cfg.Queue.Enqueue(ctx, env, hash, size); err != nil {
 		return sc.size, queueError{"enqueue", err}
 	}

@@ -17,9 +17,9 @@ import (
 )
 
 // Defaults for Config. go-smtp itself has no limits unless told
-// (DESIGN.md §5), so every one of these is always set.
+// (docs/design.md §5), so every one of these is always set.
 const (
-	// DefaultMaxMessageBytes matches `--max-message-size` (DESIGN.md §4).
+	// DefaultMaxMessageBytes matches `--max-message-size` (docs/design.md §4).
 	DefaultMaxMessageBytes = 50 << 20
 	// DefaultMaxRecipients matches `--max-recipients`; RFC 5321 §4.5.3.1.8
 	// asks for at least 100.

@@ -424,7 +424,7 @@ func (w *Writer) release() {
 
 // Commit appends the body to the active segment and returns once an
 // fdatasync that began after the append has finished: only then is the
-// name handed out (DESIGN.md §1 step 4).
+// name handed out (docs/design.md §1 step 4).
 func (w *Writer) Commit() (string, int64, error) {
 	if w.done {
 		return "", 0, errors.New("blob: writer already finished")

@@ -409,7 +409,7 @@ func (e *Engine) nextAttempt(now time.Time, attempts int) time.Time {
 }
 
 // deliver runs one batch over one connection. The attempt is committed
-// before dialing (DESIGN.md §3.7): a leader that dies mid-delivery leaves a
+// before dialing (docs/design.md §3.7): a leader that dies mid-delivery leaves a
 // lease behind, and its successor retries when the lease runs out.
 func (e *Engine) deliver(ctx context.Context, g *group, batch []work) {
 	start := &fsm.AttemptStart{At: e.now().UnixNano(), LeaseUntil: e.now().Add(e.cfg.Lease).UnixNano()}

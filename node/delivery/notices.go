@@ -56,7 +56,7 @@ func (e *Engine) delayJob(m *fsm.Message, deferred []int, rep *outbound.Reply, r
 
 // noticeID derives the queue ID of a notice from its cause, so that a new
 // leader repeating the work of an old one queues the same ID, which the
-// state machine accepts once (DESIGN.md §3.7: no notice twice).
+// state machine accepts once (docs/design.md §3.7: no notice twice).
 func noticeID(j dsnJob) string {
 	switch j.kind {
 	case kindDelayed:
