@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 func TestSummarizeFailover(t *testing.T) {
@@ -99,7 +101,7 @@ func TestReportTargets(t *testing.T) {
 			t.Errorf("target %+v, want met=%v", tg, met)
 		}
 	}
-	if r.Failover.MaxFirstAcceptMs != ms(failoverLimit) {
+	if r.Failover.MaxFirstAcceptMs != kit.Ms(failoverLimit) {
 		t.Errorf("a run without a 250 counts as the limit, got %.0fms", r.Failover.MaxFirstAcceptMs)
 	}
 	var out bytes.Buffer

@@ -301,7 +301,9 @@ func (n *Node) ExitedOnBusyPort() bool {
 
 // WaitHealthy waits until the node can take mail (/healthz 200) and its
 // API accepts the operator token (the leader stores the token just after
-// its election). It gives up at once if the process exits.
+// its election). It gives up at once if the process exits. It asks for
+// the domains rather than the status, which would count the spool and
+// keep that count for a few seconds.
 func (n *Node) WaitHealthy(ctx context.Context, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
@@ -311,10 +313,10 @@ func (n *Node) WaitHealthy(ctx context.Context, limit time.Duration) error {
 			return false, fmt.Errorf("%s exited while starting: %v", n.ID, r.err)
 		}
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.API(actx, http.MethodGet, "/api/v1/status", nil, nil)
+		err := n.API(actx, http.MethodGet, "/api/v1/domains", nil, nil)
 		cancel()
 		if err != nil {
-			last = "/api/v1/status: " + err.Error()
+			last = "/api/v1/domains: " + err.Error()
 			return false, nil
 		}
 		code, h, err := n.Health(ctx)
@@ -340,10 +342,21 @@ func (n *Node) CLI(ctx context.Context, args ...string) (string, error) {
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%v: %s", err, errb.String())
+		return out.String(), &CLIError{Err: err, Stderr: errb.String()}
 	}
 	return out.String(), nil
 }
+
+// CLIError is a CLI call that failed: how it ended, and what it said on
+// stderr.
+type CLIError struct {
+	Err    error
+	Stderr string
+}
+
+func (e *CLIError) Error() string { return fmt.Sprintf("%v: %s", e.Err, e.Stderr) }
+
+func (e *CLIError) Unwrap() error { return e.Err }
 
 // LogTail is the last lines of the node's log, framed for an error
 // message; "" when there is none.
