@@ -14,20 +14,23 @@ import (
 // wait ended; what is called only then, so it can report what the last
 // call of cond saw.
 func Poll(ctx context.Context, interval time.Duration, what func() string, cond func() (bool, error)) error {
+	if done, err := cond(); done || err != nil {
+		return err
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s (gave up: %w)", what(), context.Cause(ctx))
+		case <-tick.C:
+		}
 		done, err := cond()
 		if err != nil {
 			return err
 		}
 		if done {
 			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s (gave up: %w)", what(), context.Cause(ctx))
-		case <-tick.C:
 		}
 	}
 }
