@@ -91,7 +91,8 @@ type Node struct {
 	ID      string
 	Bin     string
 	DataDir string
-	// LogPath receives the process's output, appended across launches.
+	// LogPath receives the process's output, appended across launches;
+	// "" is node.log in the data directory.
 	LogPath string
 	SMTP    string
 	HTTP    string

@@ -3,7 +3,6 @@ package kit
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +22,8 @@ type Proc struct {
 }
 
 // NewProc makes (but does not start) node n1 running bin, a single-node
-// cluster with a token of its own; args are added flags.
+// cluster with a token of its own; args are added flags. Its log is
+// node.log in the data directory, wherever that is when it first starts.
 func NewProc(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
 	ports, err := FreePorts(4)
@@ -32,7 +32,7 @@ func NewProc(t testing.TB, bin string, args ...string) *Proc {
 	}
 	dir := t.TempDir()
 	return &Proc{T: t, Node: &Node{
-		ID: "n1", Bin: bin, CLIBin: bin, DataDir: dir, LogPath: filepath.Join(dir, "node.log"),
+		ID: "n1", Bin: bin, CLIBin: bin, DataDir: dir,
 		SMTP: ports[0], HTTP: ports[1], Raft: ports[2], Gossip: ports[3],
 		Token: RandomHex(16), Hostname: "mx.lifeline.test", Args: args,
 	}}
