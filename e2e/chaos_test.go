@@ -593,31 +593,29 @@ func (e *chaosEnv) drain(healedAt, deadline time.Time) bool {
 			}
 			sts = append(sts, st)
 		}
-		{
-			var leader *chaosNode
-			for i, st := range sts {
-				if st.Cluster.State == "Leader" {
-					leader = e.nodes[i]
-				}
+		var leader *chaosNode
+		for i, st := range sts {
+			if st.Cluster.State == "Leader" {
+				leader = e.nodes[i]
 			}
-			agree := true
-			for _, st := range sts {
-				if !st.Healthy || st.Queue.Messages != 0 || st.Cluster.AppliedIndex != sts[0].Cluster.AppliedIndex {
-					agree = false
-				}
+		}
+		agree := true
+		for _, st := range sts {
+			if !st.Healthy || st.Queue.Messages != 0 || st.Cluster.AppliedIndex != sts[0].Cluster.AppliedIndex {
+				agree = false
 			}
-			last = ""
-			for i, st := range sts {
-				last += fmt.Sprintf("%s: %s healthy=%v %q applied %d queue %d; ", e.nodes[i].ID, st.Cluster.State, st.Healthy, st.Problem,
-					st.Cluster.AppliedIndex, st.Queue.Messages)
-			}
-			if agree && leader != nil {
-				return true, nil
-			}
-			if leader != nil && time.Since(lastFlush) > 5*time.Second {
-				lastFlush = time.Now()
-				leader.cli("admin", "queue", "flush")
-			}
+		}
+		last = ""
+		for i, st := range sts {
+			last += fmt.Sprintf("%s: %s healthy=%v %q applied %d queue %d; ", e.nodes[i].ID, st.Cluster.State, st.Healthy, st.Problem,
+				st.Cluster.AppliedIndex, st.Queue.Messages)
+		}
+		if agree && leader != nil {
+			return true, nil
+		}
+		if leader != nil && time.Since(lastFlush) > 5*time.Second {
+			lastFlush = time.Now()
+			leader.cli("admin", "queue", "flush")
 		}
 		return false, nil
 	}
