@@ -75,7 +75,7 @@ func (p *Proc) WaitHealthy() {
 	p.T.Helper()
 	err := p.Node.WaitHealthy(context.Background(), 30*time.Second)
 	if err != nil && p.ExitedOnBusyPort() {
-		p.MoveToFreshPorts()
+		p.moveToFreshPorts(false)
 		p.T.Logf("node %s: a port was taken by another process; restarting on fresh ports", p.ID)
 		p.Launch()
 		p.WaitHealthy()
@@ -86,15 +86,19 @@ func (p *Proc) WaitHealthy() {
 	}
 }
 
-// MoveToFreshPorts gives the node new SMTP, HTTP and Raft addresses; its
-// gossip address stays, because its peers join it there.
-func (p *Proc) MoveToFreshPorts() {
+// moveToFreshPorts gives the node new SMTP and HTTP addresses, and a new
+// Raft address too when withRaft (a node not yet in any configuration);
+// its gossip address stays, because its peers join it there.
+func (p *Proc) moveToFreshPorts(withRaft bool) {
 	p.T.Helper()
 	ports, err := FreePorts(3)
 	if err != nil {
 		p.T.Fatal(err)
 	}
-	p.SMTP, p.HTTP, p.Raft = ports[0], ports[1], ports[2]
+	p.SMTP, p.HTTP = ports[0], ports[1]
+	if withRaft {
+		p.Raft = ports[2]
+	}
 }
 
 // Stop ends the node with SIGTERM, as systemd does; not having gone 20 s
@@ -190,7 +194,7 @@ func StartCluster(t testing.TB, bin string, n int, setup func(*Proc), args ...st
 	Until(time.Now().Add(60*time.Second), 60*time.Second, 100*time.Millisecond, func() string { return "" }, func() (bool, error) {
 		for _, p := range procs {
 			if p.ExitedOnBusyPort() {
-				p.MoveToFreshPorts()
+				p.moveToFreshPorts(true)
 				t.Logf("node %s: a port was taken by another process; restarting on fresh ports", p.ID)
 				p.Launch()
 			}
