@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"lifeline/cluster/blob"
+	"lifeline/e2e/kit"
 	"lifeline/fsm"
 )
 
@@ -49,16 +50,6 @@ func (f flakyLogs) StoreLogs(logs []*raft.Log) error {
 		return errors.New("no space left on device (test)")
 	}
 	return f.LogStore.StoreLogs(logs)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func (n *testNode) start(t *testing.T) {
@@ -112,7 +103,7 @@ func newTestCluster(t *testing.T, size int) []*testNode {
 	var nodes []*testNode
 	var peers []Peer
 	for i := 0; i < size; i++ {
-		n := &testNode{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t), key: key}
+		n := &testNode{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: kit.FreePort(t), key: key}
 		nodes = append(nodes, n)
 		peers = append(peers, Peer{ID: n.id, Address: n.addr})
 	}
@@ -134,30 +125,19 @@ func newTestCluster(t *testing.T, size int) []*testNode {
 	return nodes
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitLeader waits until there is a leader and every running node knows it.
 func waitLeader(t *testing.T, nodes []*testNode) {
 	t.Helper()
-	eventually(t, "a leader known to every node", func() bool {
+	kit.Wait(t, 20*time.Second, 20*time.Millisecond, "a leader known to every node", func() (bool, error) {
 		if leaderOf(nodes) == nil {
-			return false
+			return false, nil
 		}
 		for _, n := range nodes {
 			if n.c != nil && !n.c.HasLeader() {
-				return false
+				return false, nil
 			}
 		}
-		return true
+		return true, nil
 	})
 }
 
@@ -185,8 +165,8 @@ func followers(nodes []*testNode) []*testNode {
 // asks the writer to try again, as SMTP clients do after a 451.
 func applyRetry(t *testing.T, nodes []*testNode, cmd any) error {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var err error
+	kit.Until(time.Now().Add(20*time.Second), 20*time.Second, 50*time.Millisecond, func() string { return "" }, func() (bool, error) {
 		var target *testNode
 		for _, n := range followers(nodes) {
 			target = n
@@ -195,15 +175,13 @@ func applyRetry(t *testing.T, nodes []*testNode, cmd any) error {
 		if target == nil {
 			target = leaderOf(nodes)
 		}
-		err := ErrNoLeader
+		err = ErrNoLeader
 		if target != nil {
 			err = apply(t, target, cmd)
 		}
-		if err == nil || !(errors.Is(err, ErrUnknown) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrTimeout)) || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil || !(errors.Is(err, ErrUnknown) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrTimeout)), nil
+	})
+	return err
 }
 
 func apply(t *testing.T, n *testNode, cmd any) error {
@@ -243,13 +221,13 @@ func TestElectionForwardingAndFailover(t *testing.T) {
 		t.Fatalf("forwarded refusal came back as %v", err)
 	}
 	for _, n := range nodes {
-		eventually(t, "the domain on "+n.id, func() bool { _, ok, _ := n.store.Domain("a.test"); return ok })
+		kit.Wait(t, 20*time.Second, 20*time.Millisecond, "the domain on "+n.id, func() (bool, error) { _, ok, _ := n.store.Domain("a.test"); return ok, nil })
 	}
 
 	// The leader dies; the others elect a new one and take writes.
 	leader.stop()
-	eventually(t, "a new leader", func() bool { l := leaderOf(nodes); return l != nil && l != leader })
-	eventually(t, "the follower to learn the new leader", func() bool { return followers(nodes)[0].c.HasLeader() })
+	kit.Wait(t, 20*time.Second, 20*time.Millisecond, "a new leader", func() (bool, error) { l := leaderOf(nodes); return l != nil && l != leader, nil })
+	kit.Wait(t, 20*time.Second, 20*time.Millisecond, "the follower to learn the new leader", func() (bool, error) { return followers(nodes)[0].c.HasLeader(), nil })
 	for i := 0; i < 100; i++ {
 		if err := applyRetry(t, nodes, &fsm.DomainPut{Name: fmt.Sprintf("d%d.test", i), Destination: "127.0.0.1:25", At: 2}); err != nil {
 			t.Fatal(err)
@@ -262,8 +240,8 @@ func TestElectionForwardingAndFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader.start(t)
-	eventually(t, "the restarted node to catch up", func() bool {
-		return leader.c.Status().AppliedIndex == nl.c.Status().AppliedIndex
+	kit.Wait(t, 20*time.Second, 20*time.Millisecond, "the restarted node to catch up", func() (bool, error) {
+		return leader.c.Status().AppliedIndex == nl.c.Status().AppliedIndex, nil
 	})
 	ds, _ := leader.store.Domains()
 	if len(ds) != 101 {
@@ -330,12 +308,10 @@ func TestFollowerCatchesUpAfterItsLogStoreFailed(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	want := leader.store.AppliedIndex()
-	deadline := time.Now().Add(15 * time.Second)
-	for f.store.AppliedIndex() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("follower stuck at applied index %d, leader at %d", f.store.AppliedIndex(), want)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := kit.WaitErr(t, 15*time.Second, 50*time.Millisecond, func() string { return "" }, func() (bool, error) {
+		return f.store.AppliedIndex() >= want, nil
+	}); err != nil {
+		t.Fatalf("follower stuck at applied index %d, leader at %d", f.store.AppliedIndex(), want)
 	}
 }
 
@@ -351,7 +327,7 @@ func TestNoLeaderFailsFast(t *testing.T) {
 			n.stop()
 		}
 	}
-	eventually(t, "the survivor to notice it has no leader", func() bool { return survivor.c.Status().Leader == "" })
+	kit.Wait(t, 20*time.Second, 20*time.Millisecond, "the survivor to notice it has no leader", func() (bool, error) { return survivor.c.Status().Leader == "", nil })
 	start := time.Now()
 	err := apply(t, survivor, &fsm.DomainPut{Name: "x.test", Destination: "127.0.0.1:25"})
 	if !errors.Is(err, ErrNoLeader) {
@@ -388,7 +364,7 @@ func TestBlobReplicationAndFetch(t *testing.T) {
 		t.Fatalf("ReplicateBlob returned with the body on %d of 3 nodes", holders)
 	}
 	for _, n := range nodes {
-		eventually(t, "the body on "+n.id, func() bool { return n.blobs.Has(h) })
+		kit.Wait(t, 20*time.Second, 20*time.Millisecond, "the body on "+n.id, func() (bool, error) { return n.blobs.Has(h), nil })
 	}
 	// A node that lost it fetches it from a peer, checked against the hash.
 	other := nodes[2]

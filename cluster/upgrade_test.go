@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"lifeline/e2e/kit"
 	"lifeline/fsm"
 )
 
@@ -129,6 +130,6 @@ func TestGatedTypeRefusedUnlessEveryServerKnowsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		eventually(t, "the domain on "+n.id, func() bool { _, ok, _ := n.store.Domain("a.test"); return ok })
+		kit.Wait(t, 20*time.Second, 20*time.Millisecond, "the domain on "+n.id, func() (bool, error) { _, ok, _ := n.store.Domain("a.test"); return ok, nil })
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // Disaster recovery: a backup taken from a running three-node cluster
@@ -19,20 +21,20 @@ import (
 // byte for byte once the customer's server is back.
 func TestBackupSaveRestoreIntoFreshNode(t *testing.T) {
 	procs := startCluster(t, 3)
-	leader := leaderProc(t, procs)
+	leader := kit.Leader(procs)
 	if leader == nil {
 		t.Fatal("no leader")
 	}
-	var follower *proc
+	var follower *kit.Proc
 	for _, p := range procs {
 		if p != leader {
 			follower = p
 			break
 		}
 	}
-	dead := freePort(t) // the customer's server is down
-	leader.mustCLI("admin", "domain", "add", "customer.test", "--destination", dead)
-	leader.mustCLI("admin", "domain", "add", "other.test", "--destination", dead)
+	dead := kit.FreePort(t) // the customer's server is down
+	leader.MustCLI("admin", "domain", "add", "customer.test", "--destination", dead)
+	leader.MustCLI("admin", "domain", "add", "other.test", "--destination", dead)
 
 	bodies := map[string]string{} // subject -> body
 	var ids []string
@@ -42,19 +44,20 @@ func TestBackupSaveRestoreIntoFreshNode(t *testing.T) {
 			strings.Repeat(fmt.Sprintf("line %d of message %d\r\n", i, i), 20+i*2000)
 		bodies[subject] = body
 		p := procs[i%3]
-		reply, err := sendOnce(p.smtp, "s@example.net", "u@customer.test", body)
+		sent, err := kit.Send(p.SMTP, "s@example.net", []string{"u@customer.test"}, body)
+		reply := sent.String()
 		if err != nil || !strings.HasPrefix(reply, "250 ") {
 			t.Fatalf("send %d: %q %v", i, reply, err)
 		}
 		ids = append(ids, queueID(t, reply))
 	}
-	waitFor(t, "six spooled messages on the follower", 20*time.Second, func() bool {
-		out, err := follower.cli("admin", "queue", "list")
-		return err == nil && strings.Contains(out, "\n6 messages")
+	kit.Wait(t, 20*time.Second, 50*time.Millisecond, "six spooled messages on the follower", func() (bool, error) {
+		out, err := follower.CLI("admin", "queue", "list")
+		return err == nil && strings.Contains(out, "\n6 messages"), nil
 	})
 
 	file := filepath.Join(t.TempDir(), "cluster-backup.tar.gz")
-	out := follower.mustCLI("admin", "snapshot", "save", file)
+	out := follower.MustCLI("admin", "snapshot", "save", file)
 	if !strings.Contains(out, "6 messages, 2 domains, 6 bodies") {
 		t.Fatalf("snapshot save: %s", out)
 	}
@@ -67,33 +70,33 @@ func TestBackupSaveRestoreIntoFreshNode(t *testing.T) {
 
 	// The cluster is lost.
 	for _, p := range procs {
-		p.kill9()
+		p.Kill()
 	}
 
 	fresh := newProc(t)
-	fresh.id = "dr1"
-	fresh.start()
+	fresh.ID = "dr1"
+	fresh.Start()
 	// A file that is not a backup changes nothing.
 	junk := filepath.Join(t.TempDir(), "junk.tar")
 	os.WriteFile(junk, []byte("not a tar file at all"), 0o600)
-	if _, err := fresh.cli("admin", "snapshot", "restore", junk); err == nil || !strings.Contains(err.Error(), "400") {
+	if _, err := fresh.CLI("admin", "snapshot", "restore", junk); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("restoring junk: %v", err)
 	}
-	out = fresh.mustCLI("admin", "snapshot", "restore", file)
+	out = fresh.MustCLI("admin", "snapshot", "restore", file)
 	if !strings.Contains(out, "6 messages, 2 domains, 6 bodies") || strings.Contains(out, "WARNING") {
 		t.Fatalf("snapshot restore: %s", out)
 	}
 	// The restored state carries the old cluster's operator token.
-	if _, err := fresh.cli("admin", "queue", "list"); err == nil {
+	if _, err := fresh.CLI("admin", "queue", "list"); err == nil {
 		t.Fatal("the fresh node's own token still works after the restore")
 	}
-	fresh.token = procs[0].token
-	fresh.waitHealthy()
+	fresh.Token = procs[0].Token
+	fresh.WaitHealthy()
 
 	var list []struct {
 		ID string `json:"id"`
 	}
-	if err := json.Unmarshal([]byte(fresh.mustCLI("admin", "queue", "list", "--json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(fresh.MustCLI("admin", "queue", "list", "--json")), &list); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]bool{}
@@ -110,38 +113,38 @@ func TestBackupSaveRestoreIntoFreshNode(t *testing.T) {
 		var m struct {
 			Blob string `json:"blob"`
 		}
-		if err := json.Unmarshal([]byte(fresh.mustCLI("admin", "queue", "show", id, "--json")), &m); err != nil {
+		if err := json.Unmarshal([]byte(fresh.MustCLI("admin", "queue", "show", id, "--json")), &m); err != nil {
 			t.Fatal(err)
 		}
-		b, err := fresh.storedBody(m.Blob)
+		b, err := storedBody(fresh, m.Blob)
 		sum := sha256.Sum256(b)
 		if err != nil || hex.EncodeToString(sum[:]) != m.Blob {
 			t.Errorf("body %s of %s not restored intact: %v", m.Blob, id, err)
 		}
 	}
-	if out := fresh.mustCLI("admin", "domain", "list"); !strings.Contains(out, "customer.test") || !strings.Contains(out, "other.test") {
+	if out := fresh.MustCLI("admin", "domain", "list"); !strings.Contains(out, "customer.test") || !strings.Contains(out, "other.test") {
 		t.Fatalf("domains after restore:\n%s", out)
 	}
 	// A second restore over a state with mail needs --force.
-	if _, err := fresh.cli("admin", "snapshot", "restore", file); err == nil || !strings.Contains(err.Error(), "409") {
+	if _, err := fresh.CLI("admin", "snapshot", "restore", file); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Fatalf("restore over live state without --force: %v", err)
 	}
 
 	// The node restarts on the restored state.
-	fresh.cmd.Process.Signal(os.Interrupt)
-	fresh.cmd.Wait()
-	fresh.start()
+	fresh.Signal(os.Interrupt)
+	<-fresh.Current().Done()
+	fresh.Start()
 
 	// The customer's server is back: everything delivers, byte for byte.
-	sinkAddr := freePort(t)
-	sink := startSmtpSink(t, sinkAddr)
-	fresh.mustCLI("admin", "domain", "set", "customer.test", "--destination", sinkAddr)
-	fresh.mustCLI("admin", "queue", "flush")
-	waitFor(t, "the restored spool to drain", 60*time.Second, func() bool {
-		out, err := fresh.cli("admin", "queue", "list")
-		return err == nil && strings.Contains(out, "\n0 messages")
+	sinkAddr := kit.FreePort(t)
+	sink := kit.StartSink(t, sinkAddr)
+	fresh.MustCLI("admin", "domain", "set", "customer.test", "--destination", sinkAddr)
+	fresh.MustCLI("admin", "queue", "flush")
+	kit.Wait(t, 60*time.Second, 50*time.Millisecond, "the restored spool to drain", func() (bool, error) {
+		out, err := fresh.CLI("admin", "queue", "list")
+		return err == nil && strings.Contains(out, "\n0 messages"), nil
 	})
-	delivered := sink.messages()
+	delivered := sink.Messages()
 	if len(delivered) != len(bodies) {
 		t.Fatalf("smtp-sink got %d messages, want %d", len(delivered), len(bodies))
 	}

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // chaosTxn is one SMTP transaction of the load generator: one numbered
@@ -306,7 +308,7 @@ var (
 
 // chaosParseArrival reads one smtp-sink dump of the customer's server.
 func chaosParseArrival(scenario int, raw []byte) (num int, ok bool) {
-	msg := stripSinkHeaders(raw)
+	msg := kit.StripSinkHeaders(raw)
 	head, body, found := bytes.Cut(msg, []byte("\n\n"))
 	if !found {
 		return -1, false
@@ -332,7 +334,7 @@ func chaosParseArrival(scenario int, raw []byte) (num int, ok bool) {
 
 // chaosParseDSN reads one notice from the senders' domain's sink.
 func chaosParseDSN(scenario int, raw []byte) (queueID, kind string, num int, sum string) {
-	msg := stripSinkHeaders(raw)
+	msg := kit.StripSinkHeaders(raw)
 	h := sha256.Sum256(msg)
 	sum = hex.EncodeToString(h[:])
 	num = -1

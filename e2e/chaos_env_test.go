@@ -12,16 +12,13 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // chaosTimeline is the scenario's log of faults, leadership changes and
@@ -77,8 +76,8 @@ type chaosNode struct {
 	mnt       string // the tmpfs that holds the data directory
 
 	mu      sync.Mutex
-	proc    *os.Process
-	exited  chan struct{} // closed when the current process has exited
+	alive   bool          // a process was launched and its exit not yet handled
+	exited  chan struct{} // closed when the current process's exit is handled
 	down    bool          // a fault keeps it down: no restart
 	stopped bool          // SIGSTOPped
 	gen     int           // launches so far
@@ -89,39 +88,27 @@ type chaosNode struct {
 }
 
 func (c *chaosNode) launch() error {
-	args := append([]string{"netns", "exec", c.ns, binary, "node", "--id", c.id, "--data-dir", c.dataDir,
-		"--smtp-addr", c.smtp, "--http-addr", c.http, "--raft-addr", c.raft, "--gossip-addr", c.gossip,
-		"--hostname", c.id + ".lifeline.test"}, c.extra...)
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), c.nsNode.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	c.mu.Lock()
 	c.gen++
 	gen := c.gen
 	c.mu.Unlock()
-	fmt.Fprintf(f, "=== chaos: launch %d of %s at %s\n", gen, c.id, time.Now().Format(time.RFC3339Nano))
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := c.env.lab.spawn(cmd); err != nil {
+	r, err := c.Launch()
+	if err != nil {
 		return err
 	}
 	exited := make(chan struct{})
 	c.mu.Lock()
-	c.proc, c.exited, c.down, c.stopped = cmd.Process, exited, false, false
+	c.alive, c.exited, c.down, c.stopped = true, exited, false, false
 	c.mu.Unlock()
 	go func() {
-		err := cmd.Wait()
+		err := r.Err()
 		c.mu.Lock()
 		expected := c.down || c.env.closing.Load()
-		c.proc = nil
+		c.alive = false
 		c.mu.Unlock()
 		close(exited)
 		if !expected {
-			c.env.tl.log("%s: process exited by itself (disk full: %v): %v", c.id, c.diskFull.Load(), err)
+			c.env.tl.log("%s: process exited by itself (disk full: %v): %v", c.ID, c.diskFull.Load(), err)
 			if !c.diskFull.Load() {
 				c.mu.Lock()
 				c.crashes = append(c.crashes, fmt.Sprintf("launch %d: %v", gen, err))
@@ -138,18 +125,18 @@ func (c *chaosNode) launch() error {
 func (c *chaosNode) kill9() {
 	c.mu.Lock()
 	c.down = true
-	p, exited := c.proc, c.exited
+	alive, exited := c.alive, c.exited
 	c.mu.Unlock()
-	if p == nil {
+	if !alive {
 		return
 	}
-	p.Signal(syscall.SIGKILL)
+	c.Kill()
 	<-exited
 }
 
 func (c *chaosNode) restart() error {
 	c.mu.Lock()
-	running := c.proc != nil
+	running := c.alive
 	c.mu.Unlock()
 	if running {
 		return nil
@@ -160,10 +147,10 @@ func (c *chaosNode) restart() error {
 func (c *chaosNode) signal(sig syscall.Signal) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.proc == nil {
+	if !c.alive {
 		return errors.New("not running")
 	}
-	if err := c.proc.Signal(sig); err != nil {
+	if err := c.Signal(sig); err != nil {
 		return err
 	}
 	c.stopped = sig == syscall.SIGSTOP
@@ -173,136 +160,32 @@ func (c *chaosNode) signal(sig syscall.Signal) error {
 func (c *chaosNode) running() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.proc != nil && !c.stopped
+	return c.alive && !c.stopped
 }
 
-// httpClient reaches the node's web port from inside its namespace.
-func (c *chaosNode) httpClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dialNetns(ctx, c.ns, addr) }}}
+func (c *chaosNode) apiStatus(timeout time.Duration) (kit.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return c.APIStatus(ctx)
 }
 
-type chaosStatus struct {
-	Cluster struct {
-		State        string `json:"state"`
-		LeaderID     string `json:"leader_id"`
-		AppliedIndex uint64 `json:"applied_index"`
-		Servers      []struct {
-			ID       string `json:"id"`
-			Suffrage string `json:"suffrage"`
-		} `json:"servers"`
-	} `json:"cluster"`
-	Queue struct {
-		Messages int `json:"messages"`
-	} `json:"queue"`
-	Healthy bool   `json:"healthy"`
-	Problem string `json:"problem"`
-}
-
-func (c *chaosNode) apiStatus(timeout time.Duration) (chaosStatus, error) {
-	var st chaosStatus
-	req, _ := http.NewRequest("GET", "http://"+c.http+"/api/v1/status", nil)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.httpClient(timeout).Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return st, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
-}
-
-// chaosSink is an smtp-sink inside the customer's namespace.
-type chaosSink struct {
-	env  *chaosEnv
-	name string
-	addr string
-	dir  string
-	log  string
-
-	mu     sync.Mutex
-	proc   *os.Process
-	exited chan struct{}
-	mode   []string
-	stops  []time.Time
-}
-
-func (s *chaosSink) stopTimes() []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.stops...)
-}
-
-func (s *chaosSink) start(mode ...string) error {
-	bin, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		bin = "/usr/sbin/smtp-sink"
-	}
-	args := append([]string{"netns", "exec", s.env.csNS, bin, "-u", "root", "-d", filepath.Join(s.dir, "msg.")}, mode...)
-	args = append(args, s.addr, "256")
-	cmd := exec.Command("ip", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	f, err := os.OpenFile(s.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := s.env.lab.spawn(cmd); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	s.mu.Lock()
-	s.proc, s.exited, s.mode = cmd.Process, exited, mode
-	s.mu.Unlock()
-	// Up once it accepts a connection.
-	end := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := dialNetns(context.Background(), s.env.csNS, s.addr)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("smtp-sink %s exited at start; see %s", s.name, s.log)
-		default:
-		}
-		if time.Now().After(end) {
-			return fmt.Errorf("smtp-sink %s not up on %s: %v", s.name, s.addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+// newSink is an smtp-sink of the lab's customer host, which keeps every
+// message in dir and its output in log.
+func (e *chaosEnv) newSink(addr, dir, log string) *kit.Sink {
+	ns := e.csNS
+	return &kit.Sink{Addr: addr, Dir: dir, LogPath: log,
+		Wrap:        func(argv []string) []string { return append([]string{"ip", "netns", "exec", ns}, argv...) },
+		Spawn:       e.lab.spawn,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dialNetns(ctx, ns, addr) },
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 }
 
-// stop ends the sink (SIGTERM, as a server is shut down) and waits.
-func (s *chaosSink) stop() {
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	p, exited := s.proc, s.exited
-	s.proc = nil
-	s.stops = append(s.stops, time.Now())
-	s.mu.Unlock()
-	if p == nil {
-		return
-	}
-	p.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		p.Kill()
-		<-exited
-	}
-}
-
-func (s *chaosSink) restart(mode ...string) error {
-	s.stop()
-	return s.start(mode...)
+// restartSink stops s and starts it again with the options of mode.
+func restartSink(s *kit.Sink, mode ...string) error {
+	s.Stop()
+	s.Args = mode
+	return s.Start(context.Background())
 }
 
 // chaosEnv is one scenario's cluster, servers, load and monitor.
@@ -314,8 +197,8 @@ type chaosEnv struct {
 	nodes   []*chaosNode
 	csNS    string
 	csIP    string
-	sink    *chaosSink // the customer's server
-	dsnSink *chaosSink // the senders' domain, where notices go
+	sink    *kit.Sink // the customer's server
+	dsnSink *kit.Sink // the senders' domain, where notices go
 	token   string
 	closing atomic.Bool
 
@@ -337,33 +220,20 @@ type chaosEnv struct {
 
 type chaosInterval struct{ from, to time.Time }
 
-// spawn starts cmd from the lab's long-lived locked thread (Pdeathsig) and
-// refuses once the lab is torn down.
-func (l *netLab) spawn(cmd *exec.Cmd) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = errors.New("the lab is torn down")
-		}
-	}()
-	done := make(chan error, 1)
-	l.launchCh <- func() { done <- cmd.Start() }
-	return <-done
-}
-
 // supervise restarts a node that died on its own, after a second, unless
 // a fault keeps it down or the scenario is over.
 func (e *chaosEnv) supervise(c *chaosNode) {
 	go func() {
 		time.Sleep(time.Second)
 		c.mu.Lock()
-		skip := c.down || c.proc != nil || e.closing.Load()
+		skip := c.down || c.alive || e.closing.Load()
 		c.mu.Unlock()
 		if skip {
 			return
 		}
-		e.tl.log("%s: supervisor restarts it", c.id)
+		e.tl.log("%s: supervisor restarts it", c.ID)
 		if err := c.launch(); err != nil {
-			e.tl.log("%s: restart failed: %v", c.id, err)
+			e.tl.log("%s: restart failed: %v", c.ID, err)
 		}
 	}()
 }
@@ -426,7 +296,7 @@ func (e *chaosEnv) leaderNode() *chaosNode {
 	id := e.leader
 	e.monMu.Unlock()
 	for _, c := range e.nodes {
-		if c.id == id {
+		if c.ID == id {
 			return c
 		}
 	}
@@ -461,7 +331,7 @@ func (e *chaosEnv) monitor(ctx context.Context) {
 		leader := ""
 		for i, s := range states {
 			if s == "Leader" {
-				leader = e.nodes[i].id
+				leader = e.nodes[i].ID
 			}
 		}
 		e.monMu.Lock()
@@ -529,8 +399,8 @@ func (e *chaosEnv) load(stop <-chan struct{}, senders int, seed uint64) {
 				num := int(e.nextN.Add(1))
 				c := e.nodes[rng.IntN(len(e.nodes))]
 				data := chaosMessage(e.scenario, num, rng)
-				x := chaosTxn{Num: num, Node: c.id, Start: time.Now()}
-				x.Reply, x.DataSent, x.Err = chaosSend(c.ns, c.smtp, fmt.Sprintf("u%d@customer.test", num%7), data)
+				x := chaosTxn{Num: num, Node: c.ID, Start: time.Now()}
+				x.Reply, x.DataSent, x.Err = chaosSend(c.nsNode, fmt.Sprintf("u%d@customer.test", num%7), data)
 				x.End = time.Now()
 				if _, after, ok := strings.Cut(x.Reply, "queued as "); ok && strings.HasPrefix(x.Reply, "250") {
 					if f := strings.Fields(after); len(f) > 0 {
@@ -544,7 +414,7 @@ func (e *chaosEnv) load(stop <-chan struct{}, senders int, seed uint64) {
 				if what == "" {
 					what = fmt.Sprintf("no reply (body sent: %v): %s", x.DataSent, x.Err)
 				}
-				e.tl.at(x.End, "msg %d via %s: %s (took %v)", num, c.id, what, x.End.Sub(x.Start).Round(time.Millisecond))
+				e.tl.at(x.End, "msg %d via %s: %s (took %v)", num, c.ID, what, x.End.Sub(x.Start).Round(time.Millisecond))
 				if !x.acked() {
 					// A refused or unreachable node: do not spin on it.
 					select {
@@ -558,61 +428,20 @@ func (e *chaosEnv) load(stop <-chan struct{}, senders int, seed uint64) {
 	wg.Wait()
 }
 
-// chaosSend runs one SMTP transaction from inside namespace ns. It returns
-// the final reply, whether the body went out in full, and the error that
-// ended it without a reply.
-func chaosSend(ns, addr, rcpt string, data []byte) (reply string, dataSent bool, errText string) {
+// chaosSend runs one SMTP transaction from inside n's namespace. It
+// returns the final reply, whether the body went out in full, and the
+// error that ended it without a reply.
+func chaosSend(n *nsNode, rcpt string, data []byte) (reply string, dataSent bool, errText string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, err := dialNetns(ctx, ns, addr)
-	if err != nil {
-		return "", false, err.Error()
-	}
-	defer conn.Close()
 	// Longer than the node's own write timeouts, so a slow 451 is read,
 	// and longer than the longest pause a fault causes.
-	conn.SetDeadline(time.Now().Add(50 * time.Second))
-	r := bufio.NewReader(conn)
-	read := func() (string, error) {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimSpace(line), nil
-			}
-		}
-	}
-	if line, err := read(); err != nil {
-		return "", false, err.Error()
-	} else if !strings.HasPrefix(line, "220") {
-		return line, false, ""
-	}
-	for _, c := range []string{"EHLO load.sender.test", "MAIL FROM:<load@sender.test>", "RCPT TO:<" + rcpt + ">", "DATA"} {
-		if _, err := fmt.Fprintf(conn, "%s\r\n", c); err != nil {
-			return "", false, err.Error()
-		}
-		line, err := read()
-		if err != nil {
-			return "", false, err.Error()
-		}
-		if line == "" || (line[0] != '2' && line[0] != '3') {
-			return line, false, ""
-		}
-	}
-	w := bufio.NewWriterSize(conn, 64<<10)
-	w.Write(data)
-	w.WriteString(".\r\n")
-	if err := w.Flush(); err != nil {
-		return "", false, err.Error()
-	}
-	line, err := read()
+	d := kit.Dialer{DialContext: n.DialContext, Hello: "load.sender.test", Timeout: 50 * time.Second}
+	res, err := d.Send(ctx, n.SMTP, "load@sender.test", []string{rcpt}, data)
 	if err != nil {
-		return "", true, err.Error()
+		return "", res.DataSent, err.Error()
 	}
-	fmt.Fprintf(conn, "QUIT\r\n")
-	return line, true, ""
+	return res.Reply.String(), res.DataSent, ""
 }
 
 func (e *chaosEnv) transactions() []chaosTxn {
@@ -628,7 +457,7 @@ func (e *chaosEnv) transactions() []chaosTxn {
 func (e *chaosEnv) nodeLogProblems() []string {
 	var out []string
 	for _, c := range e.nodes {
-		f, err := os.Open(c.logPath)
+		f, err := os.Open(c.LogPath)
 		if err != nil {
 			continue
 		}
@@ -637,7 +466,7 @@ func (e *chaosEnv) nodeLogProblems() []string {
 		for sc.Scan() {
 			line := sc.Text()
 			if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") || strings.Contains(line, "WARNING: DATA RACE") {
-				out = append(out, fmt.Sprintf("%s: %s", c.id, line))
+				out = append(out, fmt.Sprintf("%s: %s", c.ID, line))
 			}
 		}
 		f.Close()

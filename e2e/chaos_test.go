@@ -54,6 +54,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 type chaosConfig struct {
@@ -358,13 +360,16 @@ func runChaosScenario(t *testing.T, cfg chaosConfig, res *chaosScenarioResult, c
 			c.signal(syscall.SIGCONT)
 			c.kill9()
 		}
-		e.sink.stop()
-		e.dsnSink.stop()
+		for _, s := range []*kit.Sink{e.sink, e.dsnSink} {
+			if s != nil {
+				s.Stop()
+			}
+		}
 		if t.Failed() {
 			// The state and the Raft log, not the bodies, for a post mortem.
 			for _, c := range e.nodes {
 				for _, part := range []string{"state.db", "raft"} {
-					exec.Command("cp", "-a", filepath.Join(c.dataDir, part), filepath.Join(e.dir, c.id, "kept-"+part)).Run()
+					exec.Command("cp", "-a", filepath.Join(c.DataDir, part), filepath.Join(e.dir, c.ID, "kept-"+part)).Run()
 				}
 			}
 		}
@@ -372,7 +377,7 @@ func runChaosScenario(t *testing.T, cfg chaosConfig, res *chaosScenarioResult, c
 		tl.close()
 		if t.Failed() {
 			for _, c := range e.nodes {
-				t.Logf("node %s log: %s", c.id, c.logPath)
+				t.Logf("node %s log: %s", c.ID, c.LogPath)
 			}
 			t.Logf("scenario %d FAILED; timeline, node logs and sink dumps are kept in %s", idx, dir)
 		} else if !cfg.keep {
@@ -381,11 +386,10 @@ func runChaosScenario(t *testing.T, cfg chaosConfig, res *chaosScenarioResult, c
 	})
 	lab.atTeardown(func() { e.closing.Store(true); e.unmountAll() })
 
-	e.sink = &chaosSink{env: e, name: "customer", addr: e.csIP + ":25", dir: filepath.Join(dir, "customer"), log: filepath.Join(dir, "customer-sink.log")}
-	e.dsnSink = &chaosSink{env: e, name: "senders", addr: e.csIP + ":26", dir: filepath.Join(dir, "dsn"), log: filepath.Join(dir, "dsn-sink.log")}
-	for _, s := range []*chaosSink{e.sink, e.dsnSink} {
-		os.MkdirAll(s.dir, 0o700)
-		if err := s.start(); err != nil {
+	e.sink = e.newSink(e.csIP+":25", filepath.Join(dir, "customer"), filepath.Join(dir, "customer-sink.log"))
+	e.dsnSink = e.newSink(e.csIP+":26", filepath.Join(dir, "dsn"), filepath.Join(dir, "dsn-sink.log"))
+	for _, s := range []*kit.Sink{e.sink, e.dsnSink} {
+		if err := s.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -439,20 +443,20 @@ func runChaosScenario(t *testing.T, cfg chaosConfig, res *chaosScenarioResult, c
 	// The checker.
 	txns := e.transactions()
 	var arrivals []chaosArrival
-	if err := chaosReadDumps(e.sink.dir, func(name string, at time.Time, raw []byte) {
+	if err := chaosReadDumps(e.sink.Dir, func(name string, at time.Time, raw []byte) {
 		num, ok := chaosParseArrival(idx, raw)
 		arrivals = append(arrivals, chaosArrival{Num: num, OK: ok, At: at, File: name, Empty: len(raw) == 0})
 	}); err != nil {
 		t.Error(err)
 	}
 	var dsns []chaosDSN
-	if err := chaosReadDumps(e.dsnSink.dir, func(name string, at time.Time, raw []byte) {
+	if err := chaosReadDumps(e.dsnSink.Dir, func(name string, at time.Time, raw []byte) {
 		q, kind, num, sum := chaosParseDSN(idx, raw)
 		dsns = append(dsns, chaosDSN{QueueID: q, Kind: kind, Num: num, At: at, File: name, Sum: sum})
 	}); err != nil {
 		t.Error(err)
 	}
-	rep := chaosCheck(txns, arrivals, dsns, e.delayWarning, e.sink.stopTimes())
+	rep := chaosCheck(txns, arrivals, dsns, e.delayWarning, e.sink.StopTimes())
 	rep.Drain = res.rep.Drain
 	rep.LongestUnavailable = chaosLongestGap(txns, start, loadEnd)
 	rep.LongestLeaderless = e.longestLeaderless(start, loadEnd)
@@ -470,7 +474,7 @@ func runChaosScenario(t *testing.T, cfg chaosConfig, res *chaosScenarioResult, c
 	for _, c := range e.nodes {
 		c.mu.Lock()
 		for _, cr := range c.crashes {
-			rep.violate("%s exited without being killed (%s); see %s", c.id, cr, c.logPath)
+			rep.violate("%s exited without being killed (%s); see %s", c.ID, cr, c.LogPath)
 		}
 		c.mu.Unlock()
 	}
@@ -492,32 +496,27 @@ func runChaosScenario(t *testing.T, cfg chaosConfig, res *chaosScenarioResult, c
 // startCluster mounts each node's tmpfs and starts the three nodes.
 func (e *chaosEnv) startCluster(clusterKey string) error {
 	for i := 0; i < 3; i++ {
-		ip := e.lab.ips[i]
 		id := fmt.Sprintf("n%d", i+1)
 		ndir := filepath.Join(e.dir, id)
 		mnt := filepath.Join(ndir, "data")
 		if err := e.mountTmpfs(mnt, chaosDiskSize); err != nil {
 			return err
 		}
-		c := &chaosNode{env: e, mnt: mnt, clockFile: filepath.Join(ndir, "clock"), nsNode: &nsNode{
-			lab: e.lab, idx: i, id: id, ns: e.lab.hosts[i], ip: ip,
-			smtp: ip + ":2525", http: ip + ":8080", raft: ip + ":7000", gossip: ip + ":7946",
-			dataDir: filepath.Join(mnt, "node"), token: e.token, logPath: filepath.Join(ndir, "node.log"),
-		}}
+		n := e.lab.newNode(i, filepath.Join(mnt, "node"), e.token)
+		n.LogPath, n.MarkLaunches = filepath.Join(ndir, "node.log"), true
+		c := &chaosNode{env: e, mnt: mnt, clockFile: filepath.Join(ndir, "clock"), nsNode: n}
 		os.WriteFile(c.clockFile, nil, 0o600)
-		c.nsNode.env = []string{"LIFELINE_ADMIN_TOKEN=" + e.token, "LIFELINE_CLUSTER_KEY=" + clusterKey, "LIFELINE_TEST_CLOCK_FILE=" + c.clockFile}
+		n.Env = []string{"LIFELINE_CLUSTER_KEY=" + clusterKey, "LIFELINE_TEST_CLOCK_FILE=" + c.clockFile}
 		e.nodes = append(e.nodes, c)
 	}
+	var all []*kit.Node
+	for _, c := range e.nodes {
+		all = append(all, c.Node)
+	}
 	for i, c := range e.nodes {
-		var join []string
-		for j, m := range e.nodes {
-			if j != i {
-				join = append(join, m.gossip)
-			}
-		}
-		c.extra = []string{"--bootstrap-expect", "3", "--join", strings.Join(join, ","), "--log-level", "info",
+		c.Args = append(kit.JoinArgs(all, i), "--log-level", "info",
 			"--delivery-lease", "5s", "--retry-schedule", "1s,2s,3s,5s", "--delay-warning", e.delayWarning.String(),
-			"--queue-lifetime", "1h", "--remove-failed-after", "0", "--transport", "sender.test=" + e.dsnSink.addr}
+			"--queue-lifetime", "1h", "--remove-failed-after", "0", "--transport", "sender.test="+e.dsnSink.Addr)
 	}
 	for _, c := range e.nodes {
 		if err := c.launch(); err != nil {
@@ -525,54 +524,44 @@ func (e *chaosEnv) startCluster(clusterKey string) error {
 		}
 	}
 	var leader *chaosNode
-	if err := e.waitUntil("three voters and a leader seen by every node", 60*time.Second, func() bool {
+	if err := e.waitUntil("three voters and a leader seen by every node", 60*time.Second, func() (bool, error) {
 		leaderID := ""
 		for _, c := range e.nodes {
 			st, err := c.apiStatus(2 * time.Second)
 			if err != nil || !st.Healthy || st.Cluster.LeaderID == "" || len(st.Cluster.Servers) != 3 {
-				return false
+				return false, nil
 			}
 			if leaderID != "" && leaderID != st.Cluster.LeaderID {
-				return false
+				return false, nil
 			}
 			leaderID = st.Cluster.LeaderID
 		}
 		for _, c := range e.nodes {
-			if c.id == leaderID {
+			if c.ID == leaderID {
 				leader = c
 			}
 		}
-		return leader != nil
+		return leader != nil, nil
 	}); err != nil {
 		return err
 	}
-	if _, err := leader.cli("admin", "domain", "add", "customer.test", "--destination", e.sink.addr); err != nil {
+	if _, err := leader.cli("admin", "domain", "add", "customer.test", "--destination", e.sink.Addr); err != nil {
 		return err
 	}
-	return e.waitUntil("the domain on every node", 20*time.Second, func() bool {
+	return e.waitUntil("the domain on every node", 20*time.Second, func() (bool, error) {
 		for _, c := range e.nodes {
 			if out, err := c.cli("admin", "domain", "list"); err != nil || !strings.Contains(out, "customer.test") {
-				return false
+				return false, nil
 			}
 		}
-		return true
+		return true, nil
 	})
 }
 
 // waitUntil polls cond until it holds, timeout passes or the lab's
 // deadline comes.
-func (e *chaosEnv) waitUntil(what string, timeout time.Duration, cond func() bool) error {
-	end := time.Now().Add(timeout)
-	if end.After(e.lab.deadline) {
-		end = e.lab.deadline
-	}
-	for !cond() {
-		if time.Now().After(end) {
-			return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil
+func (e *chaosEnv) waitUntil(what string, timeout time.Duration, cond func() (bool, error)) error {
+	return kit.Until(e.lab.until(timeout), timeout, 100*time.Millisecond, func() string { return what }, cond)
 }
 
 // drain brings every node back, then waits until every node agrees on the
@@ -583,66 +572,61 @@ func (e *chaosEnv) drain(healedAt, deadline time.Time) bool {
 		c.signal(syscall.SIGCONT)
 		c.mu.Lock()
 		c.stopped = false
-		dead := c.proc == nil
+		dead := !c.alive
 		c.mu.Unlock()
 		if dead {
-			e.tl.log("%s: started again for the drain", c.id)
+			e.tl.log("%s: started again for the drain", c.ID)
 			if err := c.launch(); err != nil {
-				e.tl.log("%s: %v", c.id, err)
+				e.tl.log("%s: %v", c.ID, err)
 			}
 		}
-	}
-	end := time.Now().Add(4 * time.Minute)
-	if end.After(deadline) {
-		end = deadline
 	}
 	lastFlush := time.Time{}
 	last := ""
-	for time.Now().Before(end) {
-		var sts []chaosStatus
-		ok := true
+	drained := func() (bool, error) {
+		var sts []kit.Status
 		for _, c := range e.nodes {
 			st, err := c.apiStatus(2 * time.Second)
 			if err != nil {
-				last = fmt.Sprintf("%s: %v", c.id, err)
-				ok = false
-				break
+				last = fmt.Sprintf("%s: %v", c.ID, err)
+				return false, nil
 			}
 			sts = append(sts, st)
 		}
-		if ok {
-			var leader *chaosNode
-			for i, st := range sts {
-				if st.Cluster.State == "Leader" {
-					leader = e.nodes[i]
-				}
-			}
-			agree := true
-			for _, st := range sts {
-				if !st.Healthy || st.Queue.Messages != 0 || st.Cluster.AppliedIndex != sts[0].Cluster.AppliedIndex {
-					agree = false
-				}
-			}
-			last = ""
-			for i, st := range sts {
-				last += fmt.Sprintf("%s: %s healthy=%v %q applied %d queue %d; ", e.nodes[i].id, st.Cluster.State, st.Healthy, st.Problem,
-					st.Cluster.AppliedIndex, st.Queue.Messages)
-			}
-			if agree && leader != nil {
-				e.tl.log("drained %v after healing: %s", time.Since(healedAt).Round(time.Millisecond), last)
-				return true
-			}
-			if leader != nil && time.Since(lastFlush) > 5*time.Second {
-				lastFlush = time.Now()
-				leader.cli("admin", "queue", "flush")
+		var leader *chaosNode
+		for i, st := range sts {
+			if st.Cluster.State == "Leader" {
+				leader = e.nodes[i]
 			}
 		}
-		time.Sleep(250 * time.Millisecond)
+		agree := true
+		for _, st := range sts {
+			if !st.Healthy || st.Queue.Messages != 0 || st.Cluster.AppliedIndex != sts[0].Cluster.AppliedIndex {
+				agree = false
+			}
+		}
+		last = ""
+		for i, st := range sts {
+			last += fmt.Sprintf("%s: %s healthy=%v %q applied %d queue %d; ", e.nodes[i].ID, st.Cluster.State, st.Healthy, st.Problem,
+				st.Cluster.AppliedIndex, st.Queue.Messages)
+		}
+		if agree && leader != nil {
+			return true, nil
+		}
+		if leader != nil && time.Since(lastFlush) > 5*time.Second {
+			lastFlush = time.Now()
+			leader.cli("admin", "queue", "flush")
+		}
+		return false, nil
+	}
+	if kit.Until(earliest(time.Now().Add(4*time.Minute), deadline), 4*time.Minute, 250*time.Millisecond, func() string { return "" }, drained) == nil {
+		e.tl.log("drained %v after healing: %s", time.Since(healedAt).Round(time.Millisecond), last)
+		return true
 	}
 	e.tl.log("NOT DRAINED: %s", last)
 	for _, c := range e.nodes {
 		if out, err := c.cli("admin", "queue", "list"); err == nil {
-			e.tl.log("%s queue:\n%s", c.id, out)
+			e.tl.log("%s queue:\n%s", c.ID, out)
 			break
 		}
 	}
@@ -700,7 +684,7 @@ func (r *chaosRunner) pick(f chaosFault) *chaosNode {
 	}
 	var cands []*chaosNode
 	for _, c := range r.e.nodes {
-		if r.busy[c.id+"/"+class] {
+		if r.busy[c.ID+"/"+class] {
 			continue
 		}
 		switch f.Role {
@@ -719,7 +703,7 @@ func (r *chaosRunner) pick(f chaosFault) *chaosNode {
 		return nil
 	}
 	c := cands[int(f.Pick%uint64(len(cands)))]
-	r.busy[c.id+"/"+class] = true
+	r.busy[c.ID+"/"+class] = true
 	if class == "clock" {
 		r.busy["cluster/clock"] = true
 	}
@@ -762,7 +746,7 @@ func (r *chaosRunner) run(ctx context.Context, start time.Time, f chaosFault) {
 			e.tl.log("fault %s skipped: no free node for it", f)
 			return
 		}
-		id = target.id
+		id = target.ID
 	}
 	defer r.release(id, class)
 	heal, err := r.apply(f, target)
@@ -821,7 +805,7 @@ func (r *chaosRunner) apply(f chaosFault, c *chaosNode) (func() error, error) {
 			netnsIP("-n", c.ns, "route", "del", "blackhole", other.ip+"/32")
 			return nil, err
 		}
-		e.tl.log("partial partition: %s and %s cannot reach each other", c.id, other.id)
+		e.tl.log("partial partition: %s and %s cannot reach each other", c.ID, other.ID)
 		return func() error {
 			err1 := netnsIP("-n", c.ns, "route", "del", "blackhole", other.ip+"/32")
 			err2 := netnsIP("-n", other.ns, "route", "del", "blackhole", c.ip+"/32")
@@ -859,24 +843,24 @@ func (r *chaosRunner) apply(f chaosFault, c *chaosNode) (func() error, error) {
 		}
 		return chaosBadLink(e, c, f)
 	case fSinkDown:
-		e.sink.stop()
-		return func() error { return e.sink.start() }, nil
+		e.sink.Stop()
+		return func() error { return e.sink.Start(context.Background()) }, nil
 	case fSinkUnreachable:
 		if err := netnsIP("-n", sw, "link", "set", "n4", "down"); err != nil {
 			return nil, err
 		}
 		return func() error { return netnsIP("-n", sw, "link", "set", "n4", "up") }, nil
 	case fSinkSlow:
-		if err := e.sink.restart("-w", strconv.Itoa(int(f.Delay.Seconds()))); err != nil {
+		if err := restartSink(e.sink, "-w", strconv.Itoa(int(f.Delay.Seconds()))); err != nil {
 			return nil, err
 		}
-		return func() error { return e.sink.restart() }, nil
+		return func() error { return restartSink(e.sink) }, nil
 	case fSink4xx:
 		// 450 to every RCPT: the message never reaches the dump.
-		if err := e.sink.restart("-r", "RCPT"); err != nil {
+		if err := restartSink(e.sink, "-r", "RCPT"); err != nil {
 			return nil, err
 		}
-		return func() error { return e.sink.restart() }, nil
+		return func() error { return restartSink(e.sink) }, nil
 	case fClockAhead:
 		if err := os.WriteFile(c.clockFile, []byte(f.Ahead.String()), 0o600); err != nil {
 			return nil, err
@@ -941,7 +925,7 @@ func chaosBadLink(e *chaosEnv, c *chaosNode, f chaosFault) (func() error, error)
 		}
 	}
 	if kind == "tbf" {
-		e.tl.log("no netem in this kernel: %s's link limited with tbf to %s, queue at most %v", c.id, rate, max(f.Delay, 50*time.Millisecond))
+		e.tl.log("no netem in this kernel: %s's link limited with tbf to %s, queue at most %v", c.ID, rate, max(f.Delay, 50*time.Millisecond))
 	}
 	return heal, nil
 }
@@ -967,7 +951,7 @@ func chaosFill(path string) error {
 	return nil
 }
 
-// sigDone is closed when the lab is torn down by a signal.
+// sigDone is closed when the lab is torn down.
 func (l *netLab) sigDone() <-chan struct{} {
 	return l.torn
 }

@@ -1,168 +1,15 @@
 package e2e
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
-
-type statusJSON struct {
-	Cluster struct {
-		ID           string `json:"id"`
-		State        string `json:"state"`
-		LeaderID     string `json:"leader_id"`
-		AppliedIndex uint64 `json:"applied_index"`
-		Servers      []struct {
-			ID       string `json:"id"`
-			Suffrage string `json:"suffrage"`
-			Leader   bool   `json:"leader"`
-		} `json:"servers"`
-	} `json:"cluster"`
-	Healthy bool `json:"healthy"`
-}
-
-func (p *proc) status() (statusJSON, error) {
-	var st statusJSON
-	out, err := p.cli("status", "--json")
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal([]byte(out), &st)
-}
-
-func startCluster(t *testing.T, n int, extra ...string) []*proc {
-	t.Helper()
-	return startClusterSetup(t, n, nil, extra...)
-}
-
-// startClusterSetup is startCluster with a hook that may change each node
-// (its data directory, say) before it starts.
-func startClusterSetup(t *testing.T, n int, setup func(*proc), extra ...string) []*proc {
-	t.Helper()
-	key := make([]byte, 32)
-	rand.Read(key)
-	var procs []*proc
-	for i := 0; i < n; i++ {
-		p := newProc(t)
-		p.id = fmt.Sprintf("n%d", i+1)
-		p.env = []string{"LIFELINE_CLUSTER_KEY=" + hex.EncodeToString(key)}
-		if setup != nil {
-			setup(p)
-		}
-		procs = append(procs, p)
-	}
-	for i, p := range procs {
-		p.token = procs[0].token
-		var join []string
-		for j, q := range procs {
-			if j != i {
-				join = append(join, q.gossip)
-			}
-		}
-		p.extra = append([]string{"--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(join, ","), "--log-level", "info"}, extra...)
-	}
-	for _, p := range procs {
-		p.launch()
-	}
-	// A port picked for a node can be taken by another process before the
-	// node binds it; such a node exits at once and is moved to fresh
-	// ports, while the others keep waiting for it to form the cluster.
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, p := range procs {
-			if p.exitedOnBusyPort() {
-				p.cmd.Wait()
-				p.smtp, p.http, p.raft = freePort(t), freePort(t), freePort(t)
-				t.Logf("node %s: a port was taken by another process; restarting on fresh ports", p.id)
-				p.launch()
-			}
-		}
-		if ready(procs) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	for _, p := range procs {
-		p.waitHealthy()
-	}
-	return procs
-}
-
-// ready reports whether every node answers its API with the token and
-// has a leader.
-func ready(procs []*proc) bool {
-	for _, p := range procs {
-		hz, err := http.Get("http://" + p.http + "/healthz")
-		if err != nil {
-			return false
-		}
-		hz.Body.Close()
-		if hz.StatusCode != 200 {
-			return false
-		}
-	}
-	return true
-}
-
-func leaderProc(t *testing.T, procs []*proc) *proc {
-	t.Helper()
-	for _, p := range procs {
-		if p.cmd.ProcessState != nil {
-			continue
-		}
-		st, err := p.status()
-		if err == nil && st.Cluster.State == "Leader" {
-			return p
-		}
-	}
-	return nil
-}
-
-// sendOnce runs one transaction on a fresh connection and returns the
-// final reply, or an error when the node could not be reached.
-func sendOnce(addr, from, to, body string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(conn)
-	read := func() (string, error) {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimSpace(line), nil
-			}
-		}
-	}
-	if _, err := read(); err != nil {
-		return "", err
-	}
-	for _, c := range []string{"EHLO load.example", "MAIL FROM:<" + from + ">", "RCPT TO:<" + to + ">", "DATA"} {
-		fmt.Fprintf(conn, "%s\r\n", c)
-		line, err := read()
-		if err != nil {
-			return "", err
-		}
-		if line[0] != '2' && line[0] != '3' {
-			return line, nil
-		}
-	}
-	fmt.Fprintf(conn, "%s.\r\n", body)
-	return read()
-}
 
 type outcome struct {
 	start time.Time
@@ -177,54 +24,55 @@ type outcome struct {
 func TestClusterSurvivesLeaderKill(t *testing.T) {
 	procs := startCluster(t, 3)
 	for _, p := range procs {
-		var st statusJSON
-		waitFor(t, "three voters and one leader seen from "+p.id, 20*time.Second, func() bool {
+		var st kit.Status
+		kit.Wait(t, 20*time.Second, 50*time.Millisecond, "three voters and one leader seen from "+p.ID, func() (bool, error) {
 			var err error
-			st, err = p.status()
+			st, err = p.Status()
 			if err != nil || len(st.Cluster.Servers) != 3 {
-				return false
+				return false, nil
 			}
 			leaders := 0
 			for _, s := range st.Cluster.Servers {
 				if s.Suffrage != "voter" {
-					return false
+					return false, nil
 				}
 				if s.Leader {
 					leaders++
 				}
 			}
-			return leaders == 1
+			return leaders == 1, nil
 		})
 	}
-	dest := freePort(t)
-	procs[1].mustCLI("admin", "domain", "add", "customer.test", "--destination", dest)
+	dest := kit.FreePort(t)
+	procs[1].MustCLI("admin", "domain", "add", "customer.test", "--destination", dest)
 
 	// Mail to a follower is committed and visible through every node's API.
-	leader := leaderProc(t, procs)
-	var follower *proc
+	leader := kit.Leader(procs)
+	var follower *kit.Proc
 	for _, p := range procs {
 		if p != leader {
 			follower = p
 			break
 		}
 	}
-	waitFor(t, "the domain on every node", 10*time.Second, func() bool {
+	kit.Wait(t, 10*time.Second, 50*time.Millisecond, "the domain on every node", func() (bool, error) {
 		for _, p := range procs {
-			if out, err := p.cli("admin", "domain", "list"); err != nil || !strings.Contains(out, "customer.test") {
-				return false
+			if out, err := p.CLI("admin", "domain", "list"); err != nil || !strings.Contains(out, "customer.test") {
+				return false, nil
 			}
 		}
-		return true
+		return true, nil
 	})
-	reply, err := sendOnce(follower.smtp, "first@example.net", "u@customer.test", "Subject: msg first\r\n\r\nhello\r\n")
+	sent, err := kit.Send(follower.SMTP, "first@example.net", []string{"u@customer.test"}, "Subject: msg first\r\n\r\nhello\r\n")
+	reply := sent.String()
 	if err != nil || !strings.HasPrefix(reply, "250 2.0.0") {
-		t.Fatalf("mail to follower %s: %q %v", follower.id, reply, err)
+		t.Fatalf("mail to follower %s: %q %v", follower.ID, reply, err)
 	}
 	id := queueID(t, reply)
 	for _, p := range procs {
-		waitFor(t, "the message through "+p.id, 10*time.Second, func() bool {
-			out, err := p.cli("admin", "queue", "show", id)
-			return err == nil && strings.Contains(out, "u@customer.test")
+		kit.Wait(t, 10*time.Second, 50*time.Millisecond, "the message through "+p.ID, func() (bool, error) {
+			out, err := p.CLI("admin", "queue", "show", id)
+			return err == nil && strings.Contains(out, "u@customer.test"), nil
 		})
 	}
 
@@ -259,13 +107,14 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 				for try := 0; time.Now().Before(deadline); try++ {
 					p := procs[(num+try)%len(procs)]
 					began := time.Now()
-					reply, err := sendOnce(p.smtp, "load@example.net", "u@customer.test", body)
+					sent, err := kit.Send(p.SMTP, "load@example.net", []string{"u@customer.test"}, body)
+					reply := sent.String()
 					if err != nil {
 						time.Sleep(50 * time.Millisecond)
 						continue
 					}
 					mu.Lock()
-					replies = append(replies, outcome{start: began, at: time.Now(), node: p.id, reply: reply})
+					replies = append(replies, outcome{start: began, at: time.Now(), node: p.ID, reply: reply})
 					if strings.HasPrefix(reply, "250") {
 						acked[num] = true
 					}
@@ -276,7 +125,7 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 							mu.Lock()
 							killedAt = time.Now()
 							mu.Unlock()
-							leader.kill9()
+							leader.Kill()
 						})
 					}
 					if strings.HasPrefix(reply, "250") || reply[0] == '5' {
@@ -309,23 +158,23 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 		t.Fatalf("%d of %d messages acknowledged", len(acked), total)
 	}
 	gap := firstAfter.Sub(killedAt)
-	t.Logf("leader %s killed; first 250 after %v; %d temporary replies during the failover", leader.id, gap, fourxx)
+	t.Logf("leader %s killed; first 250 after %v; %d temporary replies during the failover", leader.ID, gap, fourxx)
 	if gap > 5*time.Second {
 		t.Errorf("no write accepted for %v after the leader died; want under 5s", gap)
 	}
 
 	// The killed node restarts with its data, catches up and fetches the
 	// bodies it missed, so it can serve every spooled message.
-	leader.launch()
-	leader.waitHealthy()
-	newLeader := leaderProc(t, procs)
-	waitFor(t, "the restarted node to catch up", 30*time.Second, func() bool {
-		a, err1 := leader.status()
-		b, err2 := newLeader.status()
-		return err1 == nil && err2 == nil && a.Cluster.AppliedIndex == b.Cluster.AppliedIndex
+	leader.Launch()
+	leader.WaitHealthy()
+	newLeader := kit.Leader(procs)
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "the restarted node to catch up", func() (bool, error) {
+		a, err1 := leader.Status()
+		b, err2 := newLeader.Status()
+		return err1 == nil && err2 == nil && a.Cluster.AppliedIndex == b.Cluster.AppliedIndex, nil
 	})
 	var queued []queuedMessage
-	json.Unmarshal([]byte(leader.mustCLI("admin", "queue", "list", "--json")), &queued)
+	json.Unmarshal([]byte(leader.MustCLI("admin", "queue", "list", "--json")), &queued)
 	if len(queued) < total {
 		t.Fatalf("restarted node sees %d queued messages, want at least %d", len(queued), total)
 	}
@@ -333,20 +182,20 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	for _, m := range queued {
 		hashes = append(hashes, m.Blob)
 	}
-	waitFor(t, "every body on the restarted node", 30*time.Second, func() bool {
-		have, err := leader.storedBodies(hashes)
-		return err == nil && have == len(hashes)
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "every body on the restarted node", func() (bool, error) {
+		have, err := storedBodies(leader, hashes)
+		return err == nil && have == len(hashes), nil
 	})
 
 	// The customer's server comes back: everything acknowledged arrives.
-	sink := startSmtpSink(t, dest)
-	newLeader.mustCLI("admin", "queue", "flush")
-	waitFor(t, "the spool to drain", 60*time.Second, func() bool {
-		out, err := newLeader.cli("admin", "queue", "list")
-		return err == nil && strings.Contains(out, "\n0 messages")
+	sink := kit.StartSink(t, dest)
+	newLeader.MustCLI("admin", "queue", "flush")
+	kit.Wait(t, 60*time.Second, 50*time.Millisecond, "the spool to drain", func() (bool, error) {
+		out, err := newLeader.CLI("admin", "queue", "list")
+		return err == nil && strings.Contains(out, "\n0 messages"), nil
 	})
 	seen := map[int]int{}
-	for _, m := range sink.messages() {
+	for _, m := range sink.Messages() {
 		var num int
 		if _, err := fmt.Sscanf(subjectOf(m), "msg %d", &num); err == nil {
 			seen[num]++
@@ -362,16 +211,4 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages acknowledged, %d delivered, %d duplicates", len(acked), len(seen), dups)
-}
-
-func subjectOf(m []byte) string {
-	for _, line := range strings.Split(string(m), "\n") {
-		if s, ok := strings.CutPrefix(line, "Subject: "); ok {
-			return strings.TrimSpace(s)
-		}
-		if line == "" {
-			break
-		}
-	}
-	return ""
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"lifeline/e2e/kit"
 )
 
 // The admin console in a real browser against a real node: an org admin
@@ -21,16 +23,16 @@ import (
 func TestAdminConsoleInBrowser(t *testing.T) {
 	ctx := newBrowser(t)
 	shots := artifacts(t)
-	live := freePort(t)
-	sink := startSmtpSink(t, live)
-	dead := freePort(t)
+	live := kit.FreePort(t)
+	sink := kit.StartSink(t, live)
+	dead := kit.FreePort(t)
 	p := newProc(t)
-	p.start()
-	p.mustCLI("admin", "org", "add", "Acme")
+	p.Start()
+	p.MustCLI("admin", "org", "add", "Acme")
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("correct horse battery\n"), 0o600)
-	p.mustCLI("admin", "user", "add", "boss@acme.test", "--org", "Acme", "--role", "admin", "--password-file", pwFile)
-	base := "http://" + p.http
+	p.MustCLI("admin", "user", "add", "boss@acme.test", "--org", "Acme", "--role", "admin", "--password-file", pwFile)
+	base := "http://" + p.HTTP
 
 	step(t, ctx, "sign in",
 		chromedp.Navigate(base+"/login"),
@@ -85,7 +87,7 @@ func TestAdminConsoleInBrowser(t *testing.T) {
 	shot(t, ctx, shots, "console-02-live-destination")
 
 	// The operator approves the domain; its mail is accepted from now on.
-	p.mustCLI("admin", "domain", "approve", "acme.test")
+	p.MustCLI("admin", "domain", "approve", "acme.test")
 
 	csvPath := filepath.Join(t.TempDir(), "users.csv")
 	os.WriteFile(csvPath, []byte("email,name,role,groups\nann@acme.test,Ann Able,user,sales\nben@acme.test,Ben Baker,admin,board;sales\n"), 0o600)
@@ -109,16 +111,16 @@ func TestAdminConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.Search(`//button[text()="Send welcome email to selected"]`)),
 	)
 	waitText(t, ctx, ".flash", "1 welcome email queued")
-	waitFor(t, "the welcome emails at the sink", 30*time.Second, func() bool {
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "the welcome emails at the sink", func() (bool, error) {
 		n := map[string]int{}
-		for _, m := range sink.messages() {
+		for _, m := range sink.Messages() {
 			for _, u := range []string{"ann@acme.test", "ben@acme.test"} {
 				if bytes.Contains(m, []byte("<"+u+">")) && bytes.Contains(m, []byte(base+"/welcome/")) {
 					n[u]++
 				}
 			}
 		}
-		return n["ann@acme.test"] == 2 && n["ben@acme.test"] == 1
+		return n["ann@acme.test"] == 2 && n["ben@acme.test"] == 1, nil
 	})
 
 	// The message log shows the welcome emails' deliveries; the audit log
@@ -141,7 +143,7 @@ func TestAdminConsoleInBrowser(t *testing.T) {
 
 	// The link from the email sets a password, and the user signs in.
 	var link string
-	for _, m := range sink.messages() {
+	for _, m := range sink.Messages() {
 		if bytes.Contains(m, []byte("<ben@acme.test>")) {
 			i := bytes.Index(m, []byte(base+"/welcome/"))
 			link = strings.Fields(string(m[i:]))[0]
@@ -168,14 +170,12 @@ func TestAdminConsoleInBrowser(t *testing.T) {
 // old page's element may still be there until the new page loads.
 func waitText(t *testing.T, ctx context.Context, sel, want string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
 	got := ""
-	for time.Now().Before(deadline) {
+	err := kit.WaitErr(t, 15*time.Second, 50*time.Millisecond, func() string { return sel + " to show " + want }, func() (bool, error) {
 		got, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(function(){ const e = document.querySelector(`+strconv.Quote(sel)+`); return e ? e.textContent : ""; })()`))
-		if strings.Contains(got, want) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(got, want), nil
+	})
+	if err != nil {
+		t.Fatalf("%s never showed %q; last %q", sel, want, got)
 	}
-	t.Fatalf("%s never showed %q; last %q", sel, want, got)
 }

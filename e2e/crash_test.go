@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"lifeline/e2e/kit"
 )
 
 type queuedMessage struct {
@@ -31,24 +33,24 @@ type queuedMessage struct {
 // the reply, with its envelope and its body byte for byte.
 func TestKillAfter250KeepsMessage(t *testing.T) {
 	p := newProc(t)
-	p.start()
-	p.mustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
+	p.Start()
+	p.MustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
 
 	body := "From: Sender <sender@example.net>\r\nTo: alice@customer.test\r\nSubject: survives\r\n\r\n" +
 		strings.Repeat("This line must come back exactly as it was sent.\r\n", 200)
-	c := dialSMTP(t, p.smtp)
-	c.cmd("EHLO client.example.net", "250")
-	c.cmd("MAIL FROM:<sender@example.net> RET=HDRS ENVID=env42", "250")
-	c.cmd("RCPT TO:<alice@customer.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;alice@customer.test", "250")
-	c.cmd("RCPT TO:<Bob@CUSTOMER.test>", "250")
-	c.cmd("DATA", "354")
-	c.conn.Write([]byte(body + ".\r\n"))
-	id := queueID(t, c.reply())
-	p.kill9()
+	c := kit.NewClient(t, p.SMTP)
+	c.Cmd("EHLO client.example.net", "250")
+	c.Cmd("MAIL FROM:<sender@example.net> RET=HDRS ENVID=env42", "250")
+	c.Cmd("RCPT TO:<alice@customer.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;alice@customer.test", "250")
+	c.Cmd("RCPT TO:<Bob@CUSTOMER.test>", "250")
+	c.Cmd("DATA", "354")
+	c.Write(body + ".\r\n")
+	id := queueID(t, c.Reply())
+	p.Kill()
 
-	p.start()
+	p.Start()
 	var msgs []queuedMessage
-	if err := json.Unmarshal([]byte(p.mustCLI("admin", "queue", "list", "--json")), &msgs); err != nil {
+	if err := json.Unmarshal([]byte(p.MustCLI("admin", "queue", "list", "--json")), &msgs); err != nil {
 		t.Fatal(err)
 	}
 	if len(msgs) != 1 || msgs[0].ID != id {
@@ -60,7 +62,7 @@ func TestKillAfter250KeepsMessage(t *testing.T) {
 		strings.Join(m.Recipients[0].Notify, ",") != "FAILURE,DELAY" {
 		t.Fatalf("envelope changed: %+v", m)
 	}
-	stored, err := p.storedBody(m.Blob)
+	stored, err := storedBody(p, m.Blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +73,7 @@ func TestKillAfter250KeepsMessage(t *testing.T) {
 	if !strings.HasPrefix(string(stored), "Received: ") || !strings.HasSuffix(string(stored), body) {
 		t.Fatalf("stored body is not the received message with a Received: header:\n%.300s", stored)
 	}
-	if !strings.Contains(p.mustCLI("admin", "queue", "show", id), "alice@customer.test") {
+	if !strings.Contains(p.MustCLI("admin", "queue", "show", id), "alice@customer.test") {
 		t.Fatal("queue show does not list the recipient")
 	}
 }
@@ -80,17 +82,17 @@ func TestKillAfter250KeepsMessage(t *testing.T) {
 // node that has just restarted as much as on a fresh one.
 func TestRelayRefusedOverRealProcess(t *testing.T) {
 	p := newProc(t)
-	p.start()
-	p.mustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
-	c := dialSMTP(t, p.smtp)
-	c.cmd("EHLO client.example.net", "250")
-	c.cmd("MAIL FROM:<spammer@example.net>", "250")
+	p.Start()
+	p.MustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
+	c := kit.NewClient(t, p.SMTP)
+	c.Cmd("EHLO client.example.net", "250")
+	c.Cmd("MAIL FROM:<spammer@example.net>", "250")
 	for _, rcpt := range []string{"victim@elsewhere.test", "victim%elsewhere.test@customer.test", "victim@customer.test.elsewhere.test", "@customer.test:victim@elsewhere.test"} {
-		if line := c.cmd("RCPT TO:<"+rcpt+">", "5"); !strings.HasPrefix(line, "554 5.7.1") {
+		if line := c.Cmd("RCPT TO:<"+rcpt+">", "5"); !strings.HasPrefix(line, "554 5.7.1") {
 			t.Errorf("RCPT %s: got %q, want 554 5.7.1", rcpt, line)
 		}
 	}
-	out := p.mustCLI("admin", "queue", "list")
+	out := p.MustCLI("admin", "queue", "list")
 	if !strings.Contains(out, "0 messages") {
 		t.Fatalf("queue not empty after refused relay:\n%s", out)
 	}
@@ -105,23 +107,23 @@ func TestRelayRefusedOverRealProcess(t *testing.T) {
 // snapshot or only in the log after it.
 func TestStateRebuiltAfterMachineCrash(t *testing.T) {
 	p := newProc(t)
-	p.start()
-	p.mustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
-	c := dialSMTP(t, p.smtp)
-	c.cmd("EHLO client.example.net", "250")
+	p.Start()
+	p.MustCLI("admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
+	c := kit.NewClient(t, p.SMTP)
+	c.Cmd("EHLO client.example.net", "250")
 	var ids []string
 	send := func(n int) {
 		for i := 0; i < n; i++ {
-			ids = append(ids, queueID(t, c.send("a@example.net", []string{"u@customer.test"}, fmt.Sprintf("Subject: m%d\r\n\r\nbody %d\r\n", len(ids), len(ids)))))
+			ids = append(ids, queueID(t, c.Send("a@example.net", []string{"u@customer.test"}, fmt.Sprintf("Subject: m%d\r\n\r\nbody %d\r\n", len(ids), len(ids)))))
 		}
 	}
 	send(5)
-	p.mustCLI("admin", "cluster", "snapshot")
+	p.MustCLI("admin", "cluster", "snapshot")
 	send(5)
-	c.conn.Close()
-	p.kill9()
+	c.Close()
+	p.Kill()
 
-	state := filepath.Join(p.dataDir, "state.db")
+	state := filepath.Join(p.DataDir, "state.db")
 	if _, err := os.Stat(state + ".boot"); err != nil {
 		t.Fatalf("a running node keeps a boot mark beside its store: %v", err)
 	}
@@ -131,9 +133,9 @@ func TestStateRebuiltAfterMachineCrash(t *testing.T) {
 	if err := os.WriteFile(state, bytes.Repeat([]byte{0xa5}, 64<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.start()
+	p.Start()
 	var msgs []queuedMessage
-	if err := json.Unmarshal([]byte(p.mustCLI("admin", "queue", "list", "--json")), &msgs); err != nil {
+	if err := json.Unmarshal([]byte(p.MustCLI("admin", "queue", "list", "--json")), &msgs); err != nil {
 		t.Fatal(err)
 	}
 	have := map[string]bool{}
@@ -148,7 +150,7 @@ func TestStateRebuiltAfterMachineCrash(t *testing.T) {
 	if len(msgs) != len(ids) {
 		t.Fatalf("after the rebuild %d messages are queued, want %d", len(msgs), len(ids))
 	}
-	log, _ := os.ReadFile(filepath.Join(p.dataDir, "node.log"))
+	log, _ := os.ReadFile(filepath.Join(p.DataDir, "node.log"))
 	if !strings.Contains(string(log), "set aside") || !strings.Contains(string(log), "state store behind snapshot, restoring") {
 		t.Fatal("the node did not set its state store aside and restore the snapshot")
 	}
@@ -156,13 +158,13 @@ func TestStateRebuiltAfterMachineCrash(t *testing.T) {
 	if len(asides) != 1 {
 		t.Fatalf("set-aside store files: %v", asides)
 	}
-	if !strings.Contains(p.mustCLI("admin", "domain", "list"), "customer.test") {
+	if !strings.Contains(p.MustCLI("admin", "domain", "list"), "customer.test") {
 		t.Fatal("domain lost in the rebuild")
 	}
 
 	// A clean stop syncs the store and drops the mark: a reboot after it
 	// costs no rebuild.
-	p.stop()
+	p.Stop()
 	if _, err := os.Stat(state + ".boot"); !os.IsNotExist(err) {
 		t.Fatalf("boot mark left after a clean stop: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // Ten thousand messages spool while the customer's server is down; when it
@@ -15,10 +17,10 @@ func TestDrainTenThousand(t *testing.T) {
 		t.Skip("spools 10,000 messages")
 	}
 	const total = 10000
-	dest := freePort(t)
+	dest := kit.FreePort(t)
 	p := newProc(t)
-	p.start()
-	p.mustCLI("admin", "domain", "add", "customer.test", "--destination", dest)
+	p.Start()
+	p.MustCLI("admin", "domain", "add", "customer.test", "--destination", dest)
 
 	body := "Subject: spooled\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 64)
 	var sent atomic.Int64
@@ -28,10 +30,10 @@ func TestDrainTenThousand(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := dialSMTP(t, p.smtp)
-			c.cmd("EHLO load.example", "250")
+			c := kit.NewClient(t, p.SMTP)
+			c.Cmd("EHLO load.example", "250")
 			for sent.Add(1) <= total {
-				reply := c.send("load@example.net", []string{"u@customer.test"}, body)
+				reply := c.Send("load@example.net", []string{"u@customer.test"}, body)
 				if !strings.HasPrefix(reply, "250") {
 					t.Errorf("reply %q", reply)
 					return
@@ -44,17 +46,17 @@ func TestDrainTenThousand(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	waitFor(t, "the domain to spool", 30*time.Second, func() bool {
-		out, _ := p.cli("admin", "domain", "list")
-		return strings.Contains(out, "spooling")
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "the domain to spool", func() (bool, error) {
+		out, _ := p.CLI("admin", "domain", "list")
+		return strings.Contains(out, "spooling"), nil
 	})
 
-	startSmtpSinkFast(t, dest)
+	kit.StartCountingSink(t, dest)
 	begin := time.Now()
-	p.mustCLI("admin", "queue", "flush")
-	waitFor(t, "the spool to drain", 5*time.Minute, func() bool {
-		out, err := p.cli("status")
-		return err == nil && strings.Contains(out, "queue: 0 messages")
+	p.MustCLI("admin", "queue", "flush")
+	kit.Wait(t, 5*time.Minute, 50*time.Millisecond, "the spool to drain", func() (bool, error) {
+		out, err := p.CLI("status")
+		return err == nil && strings.Contains(out, "queue: 0 messages"), nil
 	})
 	d := time.Since(begin)
 	t.Logf("drained %d messages in %v: %.0f messages per second", total, d.Round(time.Millisecond), float64(total)/d.Seconds())

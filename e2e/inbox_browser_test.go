@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"lifeline/e2e/kit"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -153,23 +155,23 @@ func hostileMail(spyAddr string) string {
 func TestEmergencyInboxInBrowser(t *testing.T) {
 	ctx := newBrowser(t)
 	shots := artifacts(t)
-	dest := freePort(t)
-	extSinkAddr := freePort(t)
-	extSink := startSmtpSink(t, extSinkAddr)
+	dest := kit.FreePort(t)
+	extSinkAddr := kit.FreePort(t)
+	extSink := kit.StartSink(t, extSinkAddr)
 	p := newProc(t, "--transport", "external.example="+extSinkAddr)
-	p.start()
-	p.mustCLI("admin", "org", "add", "Acme")
-	p.mustCLI("admin", "domain", "add", "acme.test", "--destination", dest, "--org", "Acme")
+	p.Start()
+	p.MustCLI("admin", "org", "add", "Acme")
+	p.MustCLI("admin", "domain", "add", "acme.test", "--destination", dest, "--org", "Acme")
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("correct horse battery\n"), 0o600)
-	p.mustCLI("admin", "user", "add", "alice@acme.test", "--org", "Acme", "--password-file", pwFile, "--name", "Alice Example")
-	p.mustCLI("admin", "user", "add", "carol@acme.test", "--org", "Acme", "--password-file", pwFile)
+	p.MustCLI("admin", "user", "add", "alice@acme.test", "--org", "Acme", "--password-file", pwFile, "--name", "Alice Example")
+	p.MustCLI("admin", "user", "add", "carol@acme.test", "--org", "Acme", "--password-file", pwFile)
 
-	c := dialSMTP(t, p.smtp)
-	c.cmd("EHLO client.example", "250")
-	queueID(t, c.send("carla@external.example", []string{"alice@acme.test"}, demoMail))
+	c := kit.NewClient(t, p.SMTP)
+	c.Cmd("EHLO client.example", "250")
+	queueID(t, c.Send("carla@external.example", []string{"alice@acme.test"}, demoMail))
 	sp := startSpy(t)
-	queueID(t, c.send("attacker@evil.example", []string{"alice@acme.test"}, hostileMail(sp.addr)))
+	queueID(t, c.Send("attacker@evil.example", []string{"alice@acme.test"}, hostileMail(sp.addr)))
 
 	// Control: the browser can reach the spy, so silence later means the
 	// inbox blocked the fetches.
@@ -181,7 +183,7 @@ func TestEmergencyInboxInBrowser(t *testing.T) {
 	sp.hits = nil
 	sp.mu.Unlock()
 
-	base := "http://" + p.http
+	base := "http://" + p.HTTP
 	login := func(email string) {
 		t.Helper()
 		step(t, ctx, "sign in as "+email,
@@ -230,13 +232,13 @@ func TestEmergencyInboxInBrowser(t *testing.T) {
 	step(t, ctx, "send", chromedp.Click(chromedp.Search(`//button[text()="Send"]`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
 
 	// The external copy reaches the sink through the transport map.
-	waitFor(t, "the reply at the external sink", 30*time.Second, func() bool {
-		for _, m := range extSink.messages() {
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "the reply at the external sink", func() (bool, error) {
+		for _, m := range extSink.Messages() {
 			if bytes.Contains(m, []byte("Subject: Re: Quarterly numbers")) && bytes.Contains(m, []byte("In-Reply-To: <q1@external.example>")) {
-				return true
+				return true, nil
 			}
 		}
-		return false
+		return false, nil
 	})
 
 	// Hostile HTML: no script runs, nothing remote is fetched.
@@ -270,10 +272,10 @@ func TestEmergencyInboxInBrowser(t *testing.T) {
 
 	// The organisation's server comes back; the spool drains; the inbox
 	// is empty.
-	startSmtpSink(t, dest)
-	p.mustCLI("admin", "queue", "flush")
-	waitFor(t, "the spool to drain", 30*time.Second, func() bool {
-		return strings.Contains(p.mustCLI("admin", "queue", "list"), "0 messages")
+	kit.StartSink(t, dest)
+	p.MustCLI("admin", "queue", "flush")
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "the spool to drain", func() (bool, error) {
+		return strings.Contains(p.MustCLI("admin", "queue", "list"), "0 messages"), nil
 	})
 	login("alice@acme.test")
 	if e := text(t, ctx, "#empty"); !strings.Contains(e, "no mail waiting") {

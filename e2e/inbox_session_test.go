@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // A session is replicated state: signed in on one node, the user reloads
@@ -18,20 +20,20 @@ import (
 func TestSessionSurvivesTheLossOfItsNode(t *testing.T) {
 	procs := startCluster(t, 3)
 	first := procs[0]
-	first.mustCLI("admin", "org", "add", "Acme")
+	first.MustCLI("admin", "org", "add", "Acme")
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("correct horse battery\n"), 0o600)
-	first.mustCLI("admin", "user", "add", "alice@acme.test", "--org", "Acme", "--password-file", pw)
+	first.MustCLI("admin", "user", "add", "alice@acme.test", "--org", "Acme", "--password-file", pw)
 
 	// The CLI's node may be a follower that applies the new user a moment
 	// after the leader committed it.
-	waitFor(t, "the user on "+first.id, 10*time.Second, func() bool {
-		out, _ := first.cli("admin", "user", "list")
-		return strings.Contains(out, "alice@acme.test")
+	kit.Wait(t, 10*time.Second, 50*time.Millisecond, "the user on "+first.ID, func() (bool, error) {
+		out, _ := first.CLI("admin", "user", "list")
+		return strings.Contains(out, "alice@acme.test"), nil
 	})
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	base := "http://" + first.http
+	base := "http://" + first.HTTP
 	resp, err := c.Get(base + "/login")
 	if err != nil {
 		t.Fatal(err)
@@ -59,19 +61,19 @@ func TestSessionSurvivesTheLossOfItsNode(t *testing.T) {
 	if session == nil {
 		t.Fatal("no session cookie")
 	}
-	first.kill9()
+	first.Kill()
 	// The same cookie, presented to each surviving node.
 	for _, p := range procs[1:] {
-		waitFor(t, "the inbox on "+p.id, 20*time.Second, func() bool {
-			req, _ := http.NewRequest("GET", "http://"+p.http+"/mail/alice@acme.test/", nil)
+		kit.Wait(t, 20*time.Second, 50*time.Millisecond, "the inbox on "+p.ID, func() (bool, error) {
+			req, _ := http.NewRequest("GET", "http://"+p.HTTP+"/mail/alice@acme.test/", nil)
 			req.AddCookie(&http.Cookie{Name: session.Name, Value: session.Value})
 			r, err := (&http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 			if err != nil {
-				return false
+				return false, nil
 			}
 			body, _ := io.ReadAll(r.Body)
 			r.Body.Close()
-			return r.StatusCode == 200 && strings.Contains(string(body), "waiting for delivery")
+			return r.StatusCode == 200 && strings.Contains(string(body), "waiting for delivery"), nil
 		})
 	}
 }

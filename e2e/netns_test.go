@@ -36,9 +36,7 @@ package e2e
 // removed by the next run (the names carry the PID of the run).
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -56,6 +54,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"lifeline/e2e/kit"
 )
 
 const (
@@ -248,7 +248,7 @@ func (l *netLab) teardown() {
 		l.mu.Unlock()
 		defer close(l.torn)
 		for _, n := range nodes {
-			n.kill()
+			n.Kill()
 		}
 		close(l.launchCh)
 		for i := len(made) - 1; i >= 0; i-- {
@@ -297,21 +297,39 @@ func (l *netLab) heal(t *testing.T, i int) {
 	}
 }
 
-// waitUntil polls cond like waitFor, but never beyond the lab's deadline,
-// so that a slow run fails with its cleanup rather than by go test's
-// -timeout panic, which skips it.
-func (l *netLab) waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+// until is the end of a wait of timeout: never beyond the lab's
+// deadline, so that a slow run fails with its cleanup rather than by go
+// test's -timeout panic, which skips it.
+func (l *netLab) until(timeout time.Duration) time.Time {
+	return earliest(time.Now().Add(timeout), l.deadline)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// waitUntil is kit.Wait bounded by the lab's deadline.
+func (l *netLab) waitUntil(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
-	end := time.Now().Add(timeout)
-	if end.After(l.deadline) {
-		end = l.deadline
+	if err := kit.Until(l.until(timeout), timeout, 50*time.Millisecond, func() string { return what }, cond); err != nil {
+		t.Fatal(err)
 	}
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", time.Since(end.Add(-timeout)).Round(time.Millisecond), what)
+}
+
+// spawn starts cmd from the lab's long-lived locked thread (Pdeathsig) and
+// refuses once the lab is torn down.
+func (l *netLab) spawn(cmd *exec.Cmd) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = errors.New("the lab is torn down")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	}()
+	done := make(chan error, 1)
+	l.launchCh <- func() { done <- cmd.Start() }
+	return <-done
 }
 
 // netnsDo runs fn on an OS thread that is inside namespace ns for the
@@ -372,25 +390,34 @@ func dialNetns(ctx context.Context, ns, addr string) (net.Conn, error) {
 	return conn, derr
 }
 
-// nsNode is one `lifeline node` inside its own namespace.
+// nsNode is one `lifeline node` inside its own namespace: started with
+// `ip netns exec` from the lab's locked thread, reached by dialing from
+// inside the namespace, and asked with the CLI run there, as an operator
+// on that host would.
 type nsNode struct {
-	lab     *netLab
-	idx     int
-	id      string
-	ns      string
-	ip      string
-	smtp    string
-	http    string
-	raft    string
-	gossip  string
-	dataDir string
-	token   string
-	env     []string
-	extra   []string
-	logPath string
+	*kit.Node
+	lab *netLab
+	idx int
+	ns  string
+	ip  string
+}
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+// newNode is the node of host i. Every node has its own namespace, so all
+// use the same ports.
+func (l *netLab) newNode(i int, dataDir, token string, env ...string) *nsNode {
+	ns, ip := l.hosts[i], l.ips[i]
+	id := fmt.Sprintf("n%d", i+1)
+	return &nsNode{lab: l, idx: i, ns: ns, ip: ip, Node: &kit.Node{
+		ID: id, Bin: binary, DataDir: dataDir, LogPath: filepath.Join(dataDir, "node.log"),
+		SMTP: ip + ":2525", HTTP: ip + ":8080", Raft: ip + ":7000", Gossip: ip + ":7946",
+		Token: token, Hostname: id + ".lifeline.test", Env: env,
+		// `ip netns exec` execs the command in place, so the process
+		// started is the node itself.
+		Wrap:        func(argv []string) []string { return append([]string{"ip", "netns", "exec", ns}, argv...) },
+		Spawn:       l.spawn,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dialNetns(ctx, ns, addr) },
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}}
 }
 
 // startNetnsCluster runs one node on each host of the lab, all joined and
@@ -398,170 +425,79 @@ type nsNode struct {
 func (l *netLab) startNetnsCluster(t *testing.T, token, clusterKey string) []*nsNode {
 	t.Helper()
 	var nodes []*nsNode
-	for i, ns := range l.hosts {
-		ip := l.ips[i]
-		nodes = append(nodes, &nsNode{
-			lab: l, idx: i, id: fmt.Sprintf("n%d", i+1), ns: ns, ip: ip,
-			// Every node has its own namespace, so all use the same ports.
-			smtp: ip + ":2525", http: ip + ":8080", raft: ip + ":7000", gossip: ip + ":7946",
-			dataDir: t.TempDir(), token: token,
-			env: []string{"LIFELINE_ADMIN_TOKEN=" + token, "LIFELINE_CLUSTER_KEY=" + clusterKey},
-		})
+	var all []*kit.Node
+	for i := range l.hosts {
+		n := l.newNode(i, t.TempDir(), token, "LIFELINE_CLUSTER_KEY="+clusterKey)
+		nodes = append(nodes, n)
+		all = append(all, n.Node)
 	}
 	for i, n := range nodes {
-		var join []string
-		for j, m := range nodes {
-			if j != i {
-				join = append(join, m.gossip)
-			}
-		}
-		n.extra = []string{"--bootstrap-expect", fmt.Sprint(len(nodes)), "--join", strings.Join(join, ","), "--log-level", "info"}
+		n.Args = append(kit.JoinArgs(all, i), "--log-level", "info")
 	}
 	for _, n := range nodes {
 		n.launch(t)
 	}
 	for _, n := range nodes {
-		l.waitUntil(t, n.id+" healthy", 30*time.Second, func() bool { return n.healthz() == http.StatusOK })
+		l.waitUntil(t, n.ID+" healthy", 30*time.Second, func() (bool, error) { return n.healthz() == http.StatusOK, nil })
 	}
 	return nodes
 }
 
+// launch starts the node for test t, which shows the end of its log if it
+// fails; the lab kills it at teardown.
 func (n *nsNode) launch(t *testing.T) {
 	t.Helper()
-	args := append([]string{"netns", "exec", n.ns, binary, "node", "--id", n.id, "--data-dir", n.dataDir,
-		"--smtp-addr", n.smtp, "--http-addr", n.http, "--raft-addr", n.raft, "--gossip-addr", n.gossip,
-		"--hostname", n.id + ".lifeline.test"}, n.extra...)
-	// `ip netns exec` execs the command in place, so the process we start
-	// is the node itself.
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), n.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	n.logPath = filepath.Join(n.dataDir, "node.log")
-	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
+	if _, err := n.Launch(); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close() // the child has its own copy
-	cmd.Stdout, cmd.Stderr = f, f
-	done := make(chan error, 1)
-	n.lab.launchCh <- func() { done <- cmd.Start() }
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	n.mu.Lock()
-	n.cmd = cmd
-	n.mu.Unlock()
 	n.lab.mu.Lock()
 	n.lab.nodes = append(n.lab.nodes, n)
 	n.lab.mu.Unlock()
 	t.Cleanup(func() {
 		if t.Failed() {
-			b, _ := os.ReadFile(n.logPath)
-			t.Logf("node %s log (last 6000 bytes):\n%s", n.id, tail(b, 6000))
+			t.Logf("node %s log:%s", n.ID, n.LogTail(60))
 		}
 	})
-}
-
-func (n *nsNode) kill() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd != nil && n.cmd.ProcessState == nil {
-		n.cmd.Process.Kill()
-		n.cmd.Wait()
-	}
 }
 
 // cli runs `lifeline ARGS...` against this node from inside its namespace.
 func (n *nsNode) cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.ns, binary}, args...)...)
-	cmd.Env = append(os.Environ(), "LIFELINE_SERVER=http://"+n.http, "LIFELINE_TOKEN="+n.token)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%v: %s", err, errb.String())
-	}
-	return out.String(), nil
+	return n.CLI(ctx, args...)
 }
 
 func (n *nsNode) mustCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := n.cli(args...)
 	if err != nil {
-		t.Fatalf("%s: lifeline %s: %v", n.id, strings.Join(args, " "), err)
+		t.Fatalf("%s: lifeline %s: %v", n.ID, strings.Join(args, " "), err)
 	}
 	return out
 }
 
-func (n *nsNode) status() (statusJSON, error) {
-	var st statusJSON
-	out, err := n.cli("status", "--json")
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal([]byte(out), &st)
+func (n *nsNode) status() (kit.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return n.CLIStatus(ctx)
 }
 
 // healthz returns the status code of GET /healthz, or 0 when the node
 // could not be asked.
 func (n *nsNode) healthz() int {
-	client := &http.Client{
-		Timeout: 3 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return dialNetns(ctx, n.ns, addr)
-			},
-		},
-	}
-	resp, err := client.Get("http://" + n.http + "/healthz")
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	code, _, _ := n.Health(ctx)
+	return code
 }
 
 // send runs one SMTP transaction from inside the node's namespace and
 // returns the final reply. Cancelling ctx aborts it (its outcome is then
 // unknown). An error means no final reply was read.
 func (n *nsNode) send(ctx context.Context, from, to, body string) (string, error) {
-	conn, err := dialNetns(ctx, n.ns, n.smtp)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
 	// Longer than the node's own 30 s commit timeout, so a slow 451 is
 	// read rather than cut off.
-	conn.SetDeadline(time.Now().Add(45 * time.Second))
-	r := bufio.NewReader(conn)
-	read := func() (string, error) {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimSpace(line), nil
-			}
-		}
-	}
-	if _, err := read(); err != nil {
-		return "", err
-	}
-	for _, c := range []string{"EHLO partition.example", "MAIL FROM:<" + from + ">", "RCPT TO:<" + to + ">", "DATA"} {
-		fmt.Fprintf(conn, "%s\r\n", c)
-		line, err := read()
-		if err != nil {
-			return "", err
-		}
-		if line == "" || (line[0] != '2' && line[0] != '3') {
-			return line, nil
-		}
-	}
-	fmt.Fprintf(conn, "%s.\r\n", body)
-	return read()
+	d := kit.Dialer{DialContext: n.DialContext, Hello: "partition.example", Timeout: 45 * time.Second}
+	res, err := d.Send(ctx, n.SMTP, from, []string{to}, []byte(body))
+	return res.Reply.String(), err
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // partitionLedger records what the cluster promised: every 250 by queue ID,
@@ -37,18 +39,18 @@ func TestPartitionMinorityAnswers451(t *testing.T) {
 	start := time.Now()
 	nodes := lab.startNetnsCluster(t, netnsRandomHex(16), netnsRandomHex(32))
 	leader := waitNetnsLeader(t, lab, nodes, nodes, 30*time.Second)
-	t.Logf("cluster formed in namespaces %s..., leader %s, after %v", lab.prefix, leader.id, time.Since(start).Round(time.Millisecond))
+	t.Logf("cluster formed in namespaces %s..., leader %s, after %v", lab.prefix, leader.ID, time.Since(start).Round(time.Millisecond))
 
 	// The customer's server is down (a closed port on the leader's own
 	// loopback), so everything accepted stays in the queue.
 	leader.mustCLI(t, "admin", "domain", "add", "customer.test", "--destination", "127.0.0.1:1")
-	lab.waitUntil(t, "the domain on every node", 10*time.Second, func() bool {
+	lab.waitUntil(t, "the domain on every node", 10*time.Second, func() (bool, error) {
 		for _, n := range nodes {
 			if out, err := n.cli("admin", "domain", "list"); err != nil || !strings.Contains(out, "customer.test") {
-				return false
+				return false, nil
 			}
 		}
-		return true
+		return true, nil
 	})
 	ledger := &partitionLedger{acked: map[string]string{}}
 	for _, n := range nodes {
@@ -109,7 +111,7 @@ func partitionPhase(t *testing.T, lab *netLab, nodes []*nsNode, victim *nsNode, 
 		}
 	}()
 	since := func() time.Duration { return time.Since(isolatedAt).Round(time.Millisecond) }
-	t.Logf("isolated %s (leader: %v)", victim.id, wasLeader)
+	t.Logf("isolated %s (leader: %v)", victim.ID, wasLeader)
 
 	// The minority side: senders to the isolated node for as long as it
 	// stays isolated.
@@ -134,7 +136,7 @@ func partitionPhase(t *testing.T, lab *netLab, nodes []*nsNode, victim *nsNode, 
 			}
 			for i := 1; pctx.Err() == nil; i++ {
 				began := time.Now()
-				body := fmt.Sprintf("Subject: to isolated %s, sender %d, %d\r\n\r\nsent during the partition\r\n", victim.id, k, i)
+				body := fmt.Sprintf("Subject: to isolated %s, sender %d, %d\r\n\r\nsent during the partition\r\n", victim.ID, k, i)
 				reply, err := victim.send(pctx, "minority@example.net", "u@customer.test", body)
 				pmu.Lock()
 				probes = append(probes, partitionProbe{began: began, ended: time.Now(), reply: reply, err: err})
@@ -155,10 +157,10 @@ func partitionPhase(t *testing.T, lab *netLab, nodes []*nsNode, victim *nsNode, 
 	// The majority side: a leader among the two (a new one when the
 	// leader was cut off), which takes mail through either node.
 	leader := waitNetnsLeader(t, lab, majority, nodes, 20*time.Second)
-	t.Logf("majority leader %s, %v after the isolation", leader.id, since())
+	t.Logf("majority leader %s, %v after the isolation", leader.ID, since())
 	for _, n := range majority {
 		for i := 0; i < 2; i++ {
-			netnsSendUntil250(t, lab, n, ledger, "majority while "+victim.id+" is isolated", 15*time.Second)
+			netnsSendUntil250(t, lab, n, ledger, "majority while "+victim.ID+" is isolated", 15*time.Second)
 		}
 	}
 	t.Logf("majority took %d messages by %v", 2*len(majority), since())
@@ -168,24 +170,24 @@ func partitionPhase(t *testing.T, lab *netLab, nodes []*nsNode, victim *nsNode, 
 	// heartbeat timeout runs out), new mail gets 451 4.3.0. The bound
 	// allows for the node's own commit timeout (30 s): a transaction that
 	// was waiting for peers when the cable went is answered only then.
-	lab.waitUntil(t, "/healthz 503 on the isolated node "+victim.id, 15*time.Second, func() bool {
-		return victim.healthz() == http.StatusServiceUnavailable
+	lab.waitUntil(t, "/healthz 503 on the isolated node "+victim.ID, 15*time.Second, func() (bool, error) {
+		return victim.healthz() == http.StatusServiceUnavailable, nil
 	})
 	noLeaderAt := time.Now()
-	t.Logf("isolated %s: /healthz 503 %v after the isolation", victim.id, since())
+	t.Logf("isolated %s: /healthz 503 %v after the isolation", victim.ID, since())
 	if st, err := victim.status(); err == nil {
-		t.Logf("isolated %s sees state %s, leader %q", victim.id, st.Cluster.State, st.Cluster.LeaderID)
+		t.Logf("isolated %s sees state %s, leader %q", victim.ID, st.Cluster.State, st.Cluster.LeaderID)
 		if st.Cluster.State == "Leader" {
-			t.Errorf("the isolated node %s still calls itself leader %v after the isolation", victim.id, since())
+			t.Errorf("the isolated node %s still calls itself leader %v after the isolation", victim.ID, since())
 		}
 	}
-	lab.waitUntil(t, "451 4.3.0 from the isolated node "+victim.id+" to mail begun after it lost its leader", 40*time.Second, func() bool {
+	lab.waitUntil(t, "451 4.3.0 from the isolated node "+victim.ID+" to mail begun after it lost its leader", 40*time.Second, func() (bool, error) {
 		for _, p := range probeSnapshot() {
 			if !p.began.Before(noLeaderAt) && strings.HasPrefix(p.reply, "451 4.3.0") {
-				return true
+				return true, nil
 			}
 		}
-		return false
+		return false, nil
 	})
 	stopProbes()
 	probers.Wait()
@@ -197,26 +199,26 @@ func partitionPhase(t *testing.T, lab *netLab, nodes []*nsNode, victim *nsNode, 
 		switch {
 		case strings.HasPrefix(p.reply, "250"):
 			t.Errorf("PRODUCT BUG: the isolated node %s answered %q to a transaction begun %v after the isolation (took %v)",
-				victim.id, p.reply, p.began.Sub(isolatedAt).Round(time.Millisecond), took)
+				victim.ID, p.reply, p.began.Sub(isolatedAt).Round(time.Millisecond), took)
 			// A promise is a promise: it must survive the healing too.
 			if _, after, ok := strings.Cut(p.reply, "queued as "); ok && len(strings.Fields(after)) > 0 {
-				ledger.acked[strings.Fields(after)[0]] = "isolated " + victim.id
+				ledger.acked[strings.Fields(after)[0]] = "isolated " + victim.ID
 			}
 		case strings.HasPrefix(p.reply, "451 4.3.0"):
 			fourxx++
 			if first == 0 {
 				first = p.ended.Sub(isolatedAt).Round(time.Millisecond)
 			}
-			t.Logf("isolated %s: transaction begun %v after the isolation: %q after %v", victim.id, p.began.Sub(isolatedAt).Round(time.Millisecond), p.reply, took)
+			t.Logf("isolated %s: transaction begun %v after the isolation: %q after %v", victim.ID, p.began.Sub(isolatedAt).Round(time.Millisecond), p.reply, took)
 		case p.err != nil:
 			cut++ // cut short by stopProbes, or the node could not be reached
-			t.Logf("isolated %s: transaction begun %v after the isolation: no final reply after %v: %v", victim.id, p.began.Sub(isolatedAt).Round(time.Millisecond), took, p.err)
+			t.Logf("isolated %s: transaction begun %v after the isolation: no final reply after %v: %v", victim.ID, p.began.Sub(isolatedAt).Round(time.Millisecond), took, p.err)
 		default:
-			t.Errorf("the isolated node %s answered %q, want 451 4.3.0", victim.id, p.reply)
+			t.Errorf("the isolated node %s answered %q, want 451 4.3.0", victim.ID, p.reply)
 		}
 	}
 	ledger.unknown += fourxx + cut
-	t.Logf("isolated %s: first 451 %v after the isolation; %d answered 451, %d cut short (unknown outcome)", victim.id, first, fourxx, cut)
+	t.Logf("isolated %s: first 451 %v after the isolation; %d answered 451, %d cut short (unknown outcome)", victim.ID, first, fourxx, cut)
 
 	lab.heal(t, victim.idx)
 	healed = true
@@ -231,9 +233,9 @@ func netnsSendUntil250(t *testing.T, lab *netLab, n *nsNode, ledger *partitionLe
 	t.Helper()
 	var id, last string
 	tries := 0
-	lab.waitUntil(t, "a 250 from "+n.id+" ("+what+")", timeout, func() bool {
+	lab.waitUntil(t, "a 250 from "+n.ID+" ("+what+")", timeout, func() (bool, error) {
 		tries++
-		body := fmt.Sprintf("Subject: %s, to %s, try %d\r\n\r\nhello\r\n", what, n.id, tries)
+		body := fmt.Sprintf("Subject: %s, to %s, try %d\r\n\r\nhello\r\n", what, n.ID, tries)
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		reply, err := n.send(ctx, "sender@example.net", "u@customer.test", body)
 		cancel()
@@ -241,22 +243,22 @@ func netnsSendUntil250(t *testing.T, lab *netLab, n *nsNode, ledger *partitionLe
 		case err != nil:
 			last = err.Error()
 			ledger.unknown++
-			return false
+			return false, nil
 		case strings.HasPrefix(reply, "250 2.0.0"):
 			id = queueID(t, reply)
-			return true
+			return true, nil
 		case strings.HasPrefix(reply, "5"):
-			t.Fatalf("%s answered %q", n.id, reply)
+			t.Fatalf("%s answered %q", n.ID, reply)
 		}
 		last = reply
 		ledger.unknown++
 		time.Sleep(100 * time.Millisecond)
-		return false
+		return false, nil
 	})
 	if tries > 1 {
-		t.Logf("%s: 250 after %d tries (last refusal %q)", n.id, tries, last)
+		t.Logf("%s: 250 after %d tries (last refusal %q)", n.ID, tries, last)
 	}
-	ledger.acked[id] = n.id + ": " + what
+	ledger.acked[id] = n.ID + ": " + what
 	return id
 }
 
@@ -275,30 +277,30 @@ func netnsLeaderAmong(nodes []*nsNode) *nsNode {
 func waitNetnsLeader(t *testing.T, lab *netLab, group, all []*nsNode, timeout time.Duration) *nsNode {
 	t.Helper()
 	var leader *nsNode
-	lab.waitUntil(t, "one leader and all voters, seen from "+netnsIDs(group), timeout, func() bool {
+	lab.waitUntil(t, "one leader and all voters, seen from "+netnsIDs(group), timeout, func() (bool, error) {
 		leaderID := ""
 		for _, n := range group {
 			st, err := n.status()
 			if err != nil || st.Cluster.LeaderID == "" || len(st.Cluster.Servers) != len(all) {
-				return false
+				return false, nil
 			}
 			for _, s := range st.Cluster.Servers {
 				if s.Suffrage != "voter" {
-					return false
+					return false, nil
 				}
 			}
 			if leaderID != "" && st.Cluster.LeaderID != leaderID {
-				return false
+				return false, nil
 			}
 			leaderID = st.Cluster.LeaderID
 		}
 		for _, n := range group {
-			if n.id == leaderID {
+			if n.ID == leaderID {
 				leader = n
-				return true
+				return true, nil
 			}
 		}
-		return false
+		return false, nil
 	})
 	return leader
 }
@@ -310,22 +312,22 @@ func waitNetnsAgreement(t *testing.T, lab *netLab, nodes []*nsNode, ledger *part
 	var last string
 	var queue []string
 	agree := func() bool {
-		var first statusJSON
+		var first kit.Status
 		var firstQueue []string
 		for i, n := range nodes {
 			st, err := n.status()
 			if err != nil {
-				last = fmt.Sprintf("%s: status: %v", n.id, err)
+				last = fmt.Sprintf("%s: status: %v", n.ID, err)
 				return false
 			}
 			out, err := n.cli("admin", "queue", "list", "--json")
 			if err != nil {
-				last = fmt.Sprintf("%s: queue list: %v", n.id, err)
+				last = fmt.Sprintf("%s: queue list: %v", n.ID, err)
 				return false
 			}
 			var msgs []queuedMessage
 			if err := json.Unmarshal([]byte(out), &msgs); err != nil {
-				last = fmt.Sprintf("%s: queue list --json: %v", n.id, err)
+				last = fmt.Sprintf("%s: queue list --json: %v", n.ID, err)
 				return false
 			}
 			var q []string
@@ -340,23 +342,16 @@ func waitNetnsAgreement(t *testing.T, lab *netLab, nodes []*nsNode, ledger *part
 			if st.Cluster.LeaderID == "" || st.Cluster.LeaderID != first.Cluster.LeaderID ||
 				st.Cluster.AppliedIndex != first.Cluster.AppliedIndex || !slices.Equal(q, firstQueue) {
 				last = fmt.Sprintf("%s: leader %q, applied %d, %d queued; %s: leader %q, applied %d, %d queued",
-					nodes[0].id, first.Cluster.LeaderID, first.Cluster.AppliedIndex, len(firstQueue),
-					n.id, st.Cluster.LeaderID, st.Cluster.AppliedIndex, len(q))
+					nodes[0].ID, first.Cluster.LeaderID, first.Cluster.AppliedIndex, len(firstQueue),
+					n.ID, st.Cluster.LeaderID, st.Cluster.AppliedIndex, len(q))
 				return false
 			}
 		}
 		queue = firstQueue
 		return true
 	}
-	end := time.Now().Add(timeout)
-	if end.After(lab.deadline) {
-		end = lab.deadline
-	}
-	for !agree() {
-		if time.Now().After(end) {
-			t.Fatalf("nodes do not agree %v after healing: %s", timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := kit.Until(lab.until(timeout), timeout, 100*time.Millisecond, func() string { return "" }, func() (bool, error) { return agree(), nil }); err != nil {
+		t.Fatalf("nodes do not agree %v after healing: %s", timeout, last)
 	}
 	missing := 0
 	for id, what := range ledger.acked {
@@ -372,7 +367,7 @@ func waitNetnsAgreement(t *testing.T, lab *netLab, nodes []*nsNode, ledger *part
 func netnsIDs(nodes []*nsNode) string {
 	var s []string
 	for _, n := range nodes {
-		s = append(s, n.id)
+		s = append(s, n.ID)
 	}
 	return strings.Join(s, ",")
 }

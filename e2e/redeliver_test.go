@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // The leader dies in the middle of delivering the spool. Every attempt was
@@ -13,56 +15,57 @@ import (
 // the retry may cause are counted.
 func TestLeaderKilledMidDelivery(t *testing.T) {
 	procs := startCluster(t, 3, "--delivery-lease", "3s")
-	dest := freePort(t)
-	procs[0].mustCLI("admin", "domain", "add", "customer.test", "--destination", dest)
-	waitFor(t, "the domain on every node", 10*time.Second, func() bool {
+	dest := kit.FreePort(t)
+	procs[0].MustCLI("admin", "domain", "add", "customer.test", "--destination", dest)
+	kit.Wait(t, 10*time.Second, 50*time.Millisecond, "the domain on every node", func() (bool, error) {
 		for _, p := range procs {
-			if out, err := p.cli("admin", "domain", "list"); err != nil || !strings.Contains(out, "customer.test") {
-				return false
+			if out, err := p.CLI("admin", "domain", "list"); err != nil || !strings.Contains(out, "customer.test") {
+				return false, nil
 			}
 		}
-		return true
+		return true, nil
 	})
 	const total = 12
 	for i := 0; i < total; i++ {
 		p := procs[i%3]
-		reply, err := sendOnce(p.smtp, "sender@example.net", "u@customer.test", fmt.Sprintf("Subject: msg %d\r\n\r\nbody %d\r\n", i, i))
+		sent, err := kit.Send(p.SMTP, "sender@example.net", []string{"u@customer.test"}, fmt.Sprintf("Subject: msg %d\r\n\r\nbody %d\r\n", i, i))
+		reply := sent.String()
 		if err != nil || !strings.HasPrefix(reply, "250") {
-			t.Fatalf("message %d via %s: %q %v", i, p.id, reply, err)
+			t.Fatalf("message %d via %s: %q %v", i, p.ID, reply, err)
 		}
 	}
-	waitFor(t, "the domain to spool", 20*time.Second, func() bool {
-		out, _ := procs[0].cli("admin", "domain", "list")
-		return strings.Contains(out, "spooling")
+	kit.Wait(t, 20*time.Second, 50*time.Millisecond, "the domain to spool", func() (bool, error) {
+		out, _ := procs[0].CLI("admin", "domain", "list")
+		return strings.Contains(out, "spooling"), nil
 	})
 
 	// A slow customer server: a second before each DATA is answered.
-	sink := startSmtpSink(t, dest, "-w", "1")
-	leader := leaderProc(t, procs)
-	leader.mustCLI("admin", "queue", "flush")
-	waitFor(t, "the first deliveries", 30*time.Second, func() bool { return len(sink.messages()) >= 2 })
-	leader.kill9()
+	sink := kit.StartSink(t, dest, "-w", "1")
+	leader := kit.Leader(procs)
+	leader.MustCLI("admin", "queue", "flush")
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "the first deliveries", func() (bool, error) { return len(sink.Messages()) >= 2, nil })
+	leader.Kill()
 	killedAt := time.Now()
 
-	var survivor *proc
+	var survivor *kit.Proc
 	for _, p := range procs {
 		if p != leader {
 			survivor = p
 		}
 	}
-	waitFor(t, "every message delivered", 90*time.Second, func() bool {
+	kit.Wait(t, 90*time.Second, 50*time.Millisecond, "every message delivered", func() (bool, error) {
 		seen := map[string]bool{}
-		for _, m := range sink.messages() {
+		for _, m := range sink.Messages() {
 			seen[subjectOf(m)] = true
 		}
-		return len(seen) == total
+		return len(seen) == total, nil
 	})
-	waitFor(t, "the queue to empty", 30*time.Second, func() bool {
-		out, err := survivor.cli("admin", "queue", "list")
-		return err == nil && strings.Contains(out, "\n0 messages")
+	kit.Wait(t, 30*time.Second, 50*time.Millisecond, "the queue to empty", func() (bool, error) {
+		out, err := survivor.CLI("admin", "queue", "list")
+		return err == nil && strings.Contains(out, "\n0 messages"), nil
 	})
 	count := map[string]int{}
-	for _, m := range sink.messages() {
+	for _, m := range sink.Messages() {
 		count[subjectOf(m)]++
 	}
 	dups := 0
@@ -73,5 +76,5 @@ func TestLeaderKilledMidDelivery(t *testing.T) {
 		}
 		dups += max(n-1, 0)
 	}
-	t.Logf("leader %s killed mid-delivery; all %d delivered %v later; %d duplicates", leader.id, total, time.Since(killedAt).Round(time.Millisecond), dups)
+	t.Logf("leader %s killed mid-delivery; all %d delivered %v later; %d duplicates", leader.ID, total, time.Since(killedAt).Round(time.Millisecond), dups)
 }

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"lifeline/e2e/kit"
 	"lifeline/fsm"
 )
 
@@ -277,8 +277,8 @@ func buildNext(t *testing.T, gated fsm.CommandType) string {
 
 // logLines returns the JSON log lines of p's node.log, across restarts,
 // whose message is msg.
-func logLines(p *proc, msg string) []map[string]any {
-	b, _ := os.ReadFile(filepath.Join(p.dataDir, "node.log"))
+func logLines(p *kit.Proc, msg string) []map[string]any {
+	b, _ := os.ReadFile(filepath.Join(p.DataDir, "node.log"))
 	var out []map[string]any
 	for _, line := range strings.Split(string(b), "\n") {
 		if !strings.Contains(line, msg) {
@@ -290,29 +290,6 @@ func logLines(p *proc, msg string) []map[string]any {
 		}
 	}
 	return out
-}
-
-// launchWith starts p from the given binary from now on.
-func launchWith(p *proc, bin string) {
-	p.t.Helper()
-	p.bin = bin
-	p.launch()
-}
-
-// stop ends a node the way systemd does, with SIGTERM.
-func (p *proc) stop() {
-	p.t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-		p.t.Errorf("node %s did not stop within 20s of SIGTERM", p.id)
-	}
-	p.log.Close()
 }
 
 // mailFeed sends a message every few tens of milliseconds to whichever
@@ -328,7 +305,7 @@ type mailFeed struct {
 	done    chan struct{}
 }
 
-func startMailFeed(t *testing.T, procs []*proc) *mailFeed {
+func startMailFeed(t *testing.T, procs []*kit.Proc) *mailFeed {
 	f := &mailFeed{acked: map[int]bool{}, lastAck: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
@@ -341,7 +318,8 @@ func startMailFeed(t *testing.T, procs []*proc) *mailFeed {
 			body := fmt.Sprintf("From: s@example.net\r\nTo: u@customer.test\r\nSubject: msg %d\r\n\r\nrolling upgrade %d\r\n", i, i)
 			for k := range procs {
 				p := procs[(i+k)%len(procs)]
-				reply, err := sendOnce(p.smtp, "s@example.net", "u@customer.test", body)
+				sent, err := kit.Send(p.SMTP, "s@example.net", []string{"u@customer.test"}, body)
+				reply := sent.String()
 				if err != nil {
 					continue // this MX is down: try the next
 				}
@@ -390,14 +368,14 @@ func (f *mailFeed) count() int {
 func TestRollingUpgrade(t *testing.T) {
 	gated := nextGatedType(t)
 	next := buildNext(t, gated)
-	sinkAddr := freePort(t)
-	sink := startSmtpSink(t, sinkAddr)
+	sinkAddr := kit.FreePort(t)
+	sink := kit.StartSink(t, sinkAddr)
 	procs := startCluster(t, 3)
-	procs[0].mustCLI("admin", "domain", "add", "customer.test", "--destination", sinkAddr)
+	procs[0].MustCLI("admin", "domain", "add", "customer.test", "--destination", sinkAddr)
 	for _, p := range procs {
-		waitFor(t, p.id+" to know the domain", 10*time.Second, func() bool {
-			out, err := p.cli("admin", "domain", "list")
-			return err == nil && strings.Contains(out, "customer.test")
+		kit.Wait(t, 10*time.Second, 50*time.Millisecond, p.ID+" to know the domain", func() (bool, error) {
+			out, err := p.CLI("admin", "domain", "list")
+			return err == nil && strings.Contains(out, "customer.test"), nil
 		})
 	}
 	feed := startMailFeed(t, procs)
@@ -405,46 +383,47 @@ func TestRollingUpgrade(t *testing.T) {
 	upgraded := map[string]bool{}
 	for round, p := range procs {
 		// 1. Leadership off the node about to go.
-		if st, err := p.status(); err == nil && st.Cluster.State == "Leader" {
-			p.mustCLI("admin", "cluster", "transfer")
-			waitFor(t, "leadership to leave "+p.id, 15*time.Second, func() bool {
-				st, err := p.status()
-				return err == nil && st.Cluster.State != "Leader" && st.Cluster.LeaderID != ""
+		if st, err := p.Status(); err == nil && st.Cluster.State == "Leader" {
+			p.MustCLI("admin", "cluster", "transfer")
+			kit.Wait(t, 15*time.Second, 50*time.Millisecond, "leadership to leave "+p.ID, func() (bool, error) {
+				st, err := p.Status()
+				return err == nil && st.Cluster.State != "Leader" && st.Cluster.LeaderID != "", nil
 			})
 		}
 		// 2. Stop, replace the binary, start with the same data directory.
 		before := feed.count()
-		p.stop()
-		launchWith(p, next)
-		p.waitHealthy()
-		upgraded[p.id] = true
-		waitFor(t, "three voters seen from "+p.id, 20*time.Second, func() bool {
-			st, err := p.status()
-			return err == nil && len(st.Cluster.Servers) == 3 && st.Cluster.LeaderID != ""
+		p.Stop()
+		p.Bin = next
+		p.Launch()
+		p.WaitHealthy()
+		upgraded[p.ID] = true
+		kit.Wait(t, 20*time.Second, 50*time.Millisecond, "three voters seen from "+p.ID, func() (bool, error) {
+			st, err := p.Status()
+			return err == nil && len(st.Cluster.Servers) == 3 && st.Cluster.LeaderID != "", nil
 		})
-		waitFor(t, "mail after upgrading "+p.id, 20*time.Second, func() bool { return feed.count() > before+5 })
+		kit.Wait(t, 20*time.Second, 50*time.Millisecond, "mail after upgrading "+p.ID, func() (bool, error) { return feed.count() > before+5, nil })
 
 		// 3. After the first replacement: the new node leads a cluster
 		// of old nodes for a while.
 		if round == 0 {
-			p.mustCLI("admin", "cluster", "transfer", "--to", p.id)
-			waitFor(t, p.id+" (next release) to lead", 15*time.Second, func() bool {
-				st, err := p.status()
-				return err == nil && st.Cluster.State == "Leader"
+			p.MustCLI("admin", "cluster", "transfer", "--to", p.ID)
+			kit.Wait(t, 15*time.Second, 50*time.Millisecond, p.ID+" (next release) to lead", func() (bool, error) {
+				st, err := p.Status()
+				return err == nil && st.Cluster.State == "Leader", nil
 			})
-			waitFor(t, "the next release to announce itself", 15*time.Second, func() bool {
-				b, _ := os.ReadFile(filepath.Join(p.dataDir, "node.log"))
-				return strings.Count(string(b), "UPGRADE-TEST announced version") >= 2
+			kit.Wait(t, 15*time.Second, 50*time.Millisecond, "the next release to announce itself", func() (bool, error) {
+				b, _ := os.ReadFile(filepath.Join(p.DataDir, "node.log"))
+				return strings.Count(string(b), "UPGRADE-TEST announced version") >= 2, nil
 			})
-			st, _ := p.status()
+			st, _ := p.Status()
 			target := st.Cluster.AppliedIndex
 			for _, q := range procs {
-				if upgraded[q.id] {
+				if upgraded[q.ID] {
 					continue
 				}
-				waitFor(t, "old node "+q.id+" to apply the new entries", 15*time.Second, func() bool {
-					st, err := q.status()
-					return err == nil && st.Cluster.AppliedIndex >= target && st.Healthy
+				kit.Wait(t, 15*time.Second, 50*time.Millisecond, "old node "+q.ID+" to apply the new entries", func() (bool, error) {
+					st, err := q.Status()
+					return err == nil && st.Cluster.AppliedIndex >= target && st.Healthy, nil
 				})
 			}
 			t.Logf("old followers applied past index %d, which holds commands of a type they do not know", target)
@@ -452,14 +431,14 @@ func TestRollingUpgrade(t *testing.T) {
 			// The new leader's own non-ignorable type is refused, naming
 			// a node that does not know it.
 			var refusal string
-			waitFor(t, "the next-release leader's gated command to be refused", 15*time.Second, func() bool {
+			kit.Wait(t, 15*time.Second, 50*time.Millisecond, "the next-release leader's gated command to be refused", func() (bool, error) {
 				for _, l := range logLines(p, "UPGRADE-TEST gated command refused") {
 					if l["leader"] == true && strings.Contains(fmt.Sprint(l["err"]), fmt.Sprintf("command type %d needs every node upgraded", gated)) {
 						refusal = fmt.Sprint(l["err"])
-						return true
+						return true, nil
 					}
 				}
-				return false
+				return false, nil
 			})
 			t.Logf("the next-release leader's gated command was refused: %s", refusal)
 		}
@@ -468,7 +447,7 @@ func TestRollingUpgrade(t *testing.T) {
 		if round < len(procs)-1 {
 			for _, q := range procs {
 				if n := len(logLines(q, "UPGRADE-TEST gated command committed")) + len(logLines(q, "UPGRADE-TEST applied gated command")); n > 0 {
-					t.Fatalf("%s committed or applied the gated command type while the cluster was mixed", q.id)
+					t.Fatalf("%s committed or applied the gated command type while the cluster was mixed", q.ID)
 				}
 			}
 		}
@@ -477,31 +456,33 @@ func TestRollingUpgrade(t *testing.T) {
 	// With every node on the next release the gated type commits, once
 	// from each node, and every node applies all three.
 	for _, p := range procs {
-		waitFor(t, p.id+" to commit its gated command", 30*time.Second, func() bool {
-			return len(logLines(p, "UPGRADE-TEST gated command committed")) == 1
+		kit.Wait(t, 30*time.Second, 50*time.Millisecond, p.ID+" to commit its gated command", func() (bool, error) {
+			return len(logLines(p, "UPGRADE-TEST gated command committed")) == 1, nil
 		})
 	}
 	for _, p := range procs {
-		waitFor(t, p.id+" to apply every gated command", 15*time.Second, func() bool {
+		kit.Wait(t, 15*time.Second, 50*time.Millisecond, p.ID+" to apply every gated command", func() (bool, error) {
 			from := map[string]bool{}
 			for _, l := range logLines(p, "UPGRADE-TEST applied gated command") {
 				from[fmt.Sprint(l["from"])] = true
 			}
-			return len(from) == len(procs)
+			return len(from) == len(procs), nil
 		})
 	}
 
 	// The whole cluster runs the next release.
 	for _, p := range procs {
-		b, _ := os.ReadFile(filepath.Join(p.dataDir, "node.log"))
+		b, _ := os.ReadFile(filepath.Join(p.DataDir, "node.log"))
 		if !strings.Contains(string(b), "next release running") {
-			t.Fatalf("%s does not run the next release", p.id)
+			t.Fatalf("%s does not run the next release", p.ID)
 		}
 		if strings.Contains(string(b), "panic") {
-			t.Fatalf("%s panicked during the upgrade", p.id)
+			t.Fatalf("%s panicked during the upgrade", p.ID)
 		}
 	}
-	time.Sleep(time.Second)
+	// The cluster of the next release takes mail before the feed stops.
+	before := feed.count()
+	kit.Wait(t, 20*time.Second, 50*time.Millisecond, "mail taken by the upgraded cluster", func() (bool, error) { return feed.count() > before+5, nil })
 	acked, maxGap, refused := feed.finish()
 	if len(refused) > 0 {
 		t.Fatalf("mail refused during the upgrade: %q", refused)
@@ -509,17 +490,17 @@ func TestRollingUpgrade(t *testing.T) {
 	if maxGap > 10*time.Second {
 		t.Errorf("the cluster took no mail for %s during the upgrade", maxGap)
 	}
-	leader := leaderProc(t, procs)
+	leader := kit.Leader(procs)
 	if leader == nil {
 		t.Fatal("no leader after the upgrade")
 	}
-	leader.mustCLI("admin", "queue", "flush")
-	waitFor(t, "every acknowledged message to be delivered", 90*time.Second, func() bool {
-		out, err := leader.cli("admin", "queue", "list")
-		return err == nil && strings.Contains(out, "\n0 messages")
+	leader.MustCLI("admin", "queue", "flush")
+	kit.Wait(t, 90*time.Second, 50*time.Millisecond, "every acknowledged message to be delivered", func() (bool, error) {
+		out, err := leader.CLI("admin", "queue", "list")
+		return err == nil && strings.Contains(out, "\n0 messages"), nil
 	})
 	seen := map[int]bool{}
-	for _, m := range sink.messages() {
+	for _, m := range sink.Messages() {
 		var num int
 		if _, err := fmt.Sscanf(subjectOf(m), "msg %d", &num); err == nil {
 			seen[num] = true

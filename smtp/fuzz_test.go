@@ -3,12 +3,13 @@ package smtp
 import (
 	"io"
 	"net"
-	"net/textproto"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"lifeline/e2e/kit"
 )
 
 // Anchored so that client text echoed in a reply cannot fake it.
@@ -109,7 +110,7 @@ func FuzzSession(f *testing.F) {
 				}
 			}
 		}
-		waitFor(t, "blobs closed", func() bool { return q.openBlobs() == 0 })
+		kit.Wait(t, 5*time.Second, 2*time.Millisecond, "blobs closed", func() (bool, error) { return q.openBlobs() == 0, nil })
 
 		// A fresh session is still served.
 		c2, err := net.Dial("tcp", ts.addr)
@@ -118,7 +119,7 @@ func FuzzSession(f *testing.F) {
 		}
 		defer c2.Close()
 		_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
-		c := &client{t: t, conn: c2, tp: textproto.NewConn(c2)}
+		c := newClient(t, c2)
 		c.expect(220, "")
 		c.cmd("QUIT", 221, "")
 	})

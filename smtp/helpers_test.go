@@ -11,12 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // fakeQueue is an in-memory Queue. Its knobs make each step fail on demand.
@@ -252,10 +253,17 @@ func startServer(t testing.TB, q *fakeQueue, mod func(*Config)) *testServer {
 	return ts
 }
 
+// client is a raw session with the server under test: bytes go out
+// exactly as a test writes them, and replies are read by e2e/kit's
+// client.
 type client struct {
 	t    testing.TB
 	conn net.Conn
-	tp   *textproto.Conn
+	s    *kit.Session
+}
+
+func newClient(t testing.TB, conn net.Conn) *client {
+	return &client{t: t, conn: conn, s: kit.NewSession(conn)}
 }
 
 // dial connects and reads the greeting.
@@ -274,9 +282,8 @@ func (ts *testServer) dialNoGreet() *client {
 	}
 	// A generous safety net; no test waits on it.
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
-	c := &client{t: ts.t, conn: conn, tp: textproto.NewConn(conn)}
 	ts.t.Cleanup(func() { _ = conn.Close() })
-	return c
+	return newClient(ts.t, conn)
 }
 
 // send writes bytes exactly as given.
@@ -287,9 +294,11 @@ func (c *client) send(s string) {
 	}
 }
 
-// reply reads one (possibly multi-line) reply.
+// reply reads one (possibly multi-line) reply: its code, and its lines'
+// text joined by newlines.
 func (c *client) reply() (int, string, error) {
-	return c.tp.ReadResponse(0)
+	r, err := c.s.ReadReply()
+	return r.Code, r.Text, err
 }
 
 // expect reads a reply and checks its code and that it contains substr.
@@ -357,18 +366,6 @@ func (c *client) data(bodyAndDot string) (int, string) {
 		c.t.Fatalf("reading reply to end of data: %v", err)
 	}
 	return code, msg
-}
-
-// waitFor polls cond until it holds or 5 seconds pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // hasBareCRorLF reports a CR not followed by LF or an LF not preceded by CR.

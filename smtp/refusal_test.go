@@ -3,6 +3,9 @@ package smtp
 import (
 	"sync"
 	"testing"
+	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // Every refusal reaches the message log with its stage, code and the
@@ -26,10 +29,10 @@ func TestRefusalsAreReported(t *testing.T) {
 	if code, _ := c.data("Subject: x\n\nbare line feeds\r\n.\r\n"); code != 550 {
 		t.Fatalf("bare LF: %d", code)
 	}
-	waitFor(t, "two refusals", func() bool {
+	kit.Wait(t, 5*time.Second, 2*time.Millisecond, "two refusals", func() (bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got) == 2
+		return len(got) == 2, nil
 	})
 	mu.Lock()
 	defer mu.Unlock()

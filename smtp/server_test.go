@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"reflect"
 	"strings"
 	"sync"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"lifeline/e2e/kit"
 )
 
 const protected = "protected.test"
@@ -270,7 +271,7 @@ func TestOversize(t *testing.T) {
 	if n := len(q.messages()); n != 1 {
 		t.Fatalf("%d messages queued, want 1", n)
 	}
-	waitFor(t, "blobs closed", func() bool { return q.openBlobs() == 0 })
+	kit.Wait(t, 5*time.Second, 2*time.Millisecond, "blobs closed", func() (bool, error) { return q.openBlobs() == 0, nil })
 }
 
 func TestTooManyRecipients(t *testing.T) {
@@ -326,7 +327,7 @@ func TestOverlongLine(t *testing.T) {
 	if n := len(q.messages()); n != 1 {
 		t.Fatalf("%d messages queued, want 1", n)
 	}
-	waitFor(t, "blobs closed", func() bool { return q.openBlobs() == 0 })
+	kit.Wait(t, 5*time.Second, 2*time.Millisecond, "blobs closed", func() (bool, error) { return q.openBlobs() == 0, nil })
 }
 
 func TestBareLineEnds(t *testing.T) {
@@ -365,7 +366,7 @@ func TestBareLineEnds(t *testing.T) {
 	if n := len(q.messages()); n != 0 {
 		t.Fatalf("%d messages queued, want 0", n)
 	}
-	waitFor(t, "blobs aborted", func() bool { return q.openBlobs() == 0 })
+	kit.Wait(t, 5*time.Second, 2*time.Millisecond, "blobs aborted", func() (bool, error) { return q.openBlobs() == 0, nil })
 
 	// CRLF split exactly across two 32 KiB reads is a CRLF.
 	c := ts.dial()
@@ -561,7 +562,7 @@ func TestQueueFailures(t *testing.T) {
 			if n := len(q.messages()); n != 0 {
 				t.Fatalf("%d messages queued", n)
 			}
-			waitFor(t, "blobs closed", func() bool { return q.openBlobs() == 0 })
+			kit.Wait(t, 5*time.Second, 2*time.Millisecond, "blobs closed", func() (bool, error) { return q.openBlobs() == 0, nil })
 			if !strings.Contains(ts.logs.String(), "code=451") {
 				t.Errorf("failure not logged:\n%s", ts.logs.String())
 			}
@@ -678,7 +679,7 @@ func rawTLS(t *testing.T, c *client, pool *x509.CertPool) *client {
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	return &client{t: t, conn: tc, tp: textproto.NewConn(tc)}
+	return newClient(t, tc)
 }
 
 func TestDataTimeout(t *testing.T) {
@@ -693,7 +694,7 @@ func TestDataTimeout(t *testing.T) {
 		if n := len(q.messages()); n != 0 {
 			t.Fatalf("%d messages queued", n)
 		}
-		waitFor(t, "blob aborted", func() bool { return q.openBlobs() == 0 })
+		kit.Wait(t, 5*time.Second, 2*time.Millisecond, "blob aborted", func() (bool, error) { return q.openBlobs() == 0, nil })
 	}
 
 	t.Run("stall, whole-DATA deadline", func(t *testing.T) {
@@ -862,7 +863,7 @@ func TestBDAT(t *testing.T) {
 	if !strings.HasSuffix(string(msgs[0].Body), "Subject: x\r\n\r\nhello\r\n.tx\r\n") {
 		t.Errorf("stored %q", msgs[0].Body)
 	}
-	waitFor(t, "blobs closed", func() bool { return q.openBlobs() == 0 })
+	kit.Wait(t, 5*time.Second, 2*time.Millisecond, "blobs closed", func() (bool, error) { return q.openBlobs() == 0, nil })
 }
 
 func TestMaxErrors(t *testing.T) {
@@ -892,11 +893,11 @@ func TestMaxConnections(t *testing.T) {
 	second.expect(421, "4.7.0")
 	second.expectClosed()
 	first.cmd("QUIT", 221, "")
-	waitFor(t, "a free slot", func() bool {
+	kit.Wait(t, 5*time.Second, 2*time.Millisecond, "a free slot", func() (bool, error) {
 		c := ts.dialNoGreet()
 		defer c.conn.Close()
 		code, _, err := c.reply()
-		return err == nil && code == 220
+		return err == nil && code == 220, nil
 	})
 	mu.Lock()
 	defer mu.Unlock()

@@ -17,6 +17,8 @@ import (
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/memberlist"
+
+	"lifeline/e2e/kit"
 )
 
 // ---- helpers ---------------------------------------------------------------
@@ -121,17 +123,6 @@ func start(t *testing.T, cfg Config) *Gossip {
 	return g
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitEvent reads g's events until one matches; others are discarded.
 func waitEvent(t *testing.T, g *Gossip, timeout time.Duration, what string, match func(Event) bool) Event {
 	t.Helper()
@@ -162,8 +153,8 @@ func aliveNames(g *Gossip) []string {
 	return names
 }
 
-func seesAlive(g *Gossip, names ...string) func() bool {
-	return func() bool { return slices.Equal(aliveNames(g), names) }
+func seesAlive(g *Gossip, names ...string) func() (bool, error) {
+	return func() (bool, error) { return slices.Equal(aliveNames(g), names), nil }
 }
 
 func memberNamed(g *Gossip, name string) (Member, bool) {
@@ -274,7 +265,7 @@ func TestThreeNodesJoinSeeMetadataAndAgreeOnBootstrap(t *testing.T) {
 	addrs := map[string]string{"a": ta.addr(t), "b": tb.addr(t), "c": tc.addr(t)}
 
 	for _, g := range nodes {
-		waitFor(t, 20*time.Second, g.name+" sees a,b,c alive", seesAlive(g, "a", "b", "c"))
+		kit.Wait(t, 20*time.Second, 10*time.Millisecond, g.name+" sees a,b,c alive", seesAlive(g, "a", "b", "c"))
 	}
 	for _, g := range nodes {
 		if !g.Joined() {
@@ -346,7 +337,7 @@ func TestExpectReadyMismatchIsLoggedAndNotReady(t *testing.T) {
 	a := start(t, cfgA)
 	start(t, mockConfig("b", tb, 3, ta.addr(t)))
 	start(t, mockConfig("c", tc, 2, ta.addr(t)))
-	waitFor(t, 20*time.Second, "a sees a,b,c", seesAlive(a, "a", "b", "c"))
+	kit.Wait(t, 20*time.Second, 10*time.Millisecond, "a sees a,b,c", seesAlive(a, "a", "b", "c"))
 
 	for range 5 {
 		if _, ok := a.ExpectReady(3); ok {
@@ -385,10 +376,10 @@ func TestEncryptionKeepsOutNodesWithoutTheKey(t *testing.T) {
 	cfgB.SecretKey = key
 	b := start(t, cfgB)
 
-	waitFor(t, 20*time.Second, "b joins a with the right key", seesAlive(a, "a", "b"))
-	waitFor(t, 20*time.Second, "b sees a", seesAlive(b, "a", "b"))
+	kit.Wait(t, 20*time.Second, 10*time.Millisecond, "b joins a with the right key", seesAlive(a, "a", "b"))
+	kit.Wait(t, 20*time.Second, 10*time.Millisecond, "b sees a", seesAlive(b, "a", "b"))
 	for _, g := range []*Gossip{c, d} {
-		waitFor(t, 20*time.Second, g.name+" retries", func() bool { return g.joinAttempts.Load() >= 3 })
+		kit.Wait(t, 20*time.Second, 10*time.Millisecond, g.name+" retries", func() (bool, error) { return g.joinAttempts.Load() >= 3, nil })
 		if got := g.Members(); len(got) != 1 || got[0].Name != g.name {
 			t.Errorf("%s: Members() = %v, want only itself", g.name, got)
 		}
@@ -423,7 +414,7 @@ func TestLeaveIsReportedAsLeave(t *testing.T) {
 	b := start(t, mockConfig("b", tb, 3, ta.addr(t)))
 	c := start(t, mockConfig("c", tc, 3, ta.addr(t)))
 	for _, g := range []*Gossip{a, b, c} {
-		waitFor(t, 20*time.Second, g.name+" sees a,b,c", seesAlive(g, "a", "b", "c"))
+		kit.Wait(t, 20*time.Second, 10*time.Millisecond, g.name+" sees a,b,c", seesAlive(g, "a", "b", "c"))
 	}
 
 	// Generous bounds: on a loaded machine (CI, the race detector) the
@@ -478,7 +469,7 @@ func TestUpdateMetaReachesPeers(t *testing.T) {
 	ta, tb := n.transport("a"), n.transport("b")
 	a := start(t, mockConfig("a", ta, 1))
 	b := start(t, mockConfig("b", tb, 1, ta.addr(t)))
-	waitFor(t, 20*time.Second, "a sees b", seesAlive(a, "a", "b"))
+	kit.Wait(t, 20*time.Second, 10*time.Millisecond, "a sees b", seesAlive(a, "a", "b"))
 
 	m := testMeta("b", 1)
 	m.Version = "v2.0.0"
@@ -527,13 +518,13 @@ func TestLoopbackRetryJoinBootstrapAndFailure(t *testing.T) {
 
 	// c starts first; its only peer a is not up yet.
 	c := start(t, cfg("c", "127.0.0.1:0", addrA))
-	waitFor(t, 20*time.Second, "c to retry joining", func() bool { return c.joinAttempts.Load() >= 3 })
+	kit.Wait(t, 20*time.Second, 10*time.Millisecond, "c to retry joining", func() (bool, error) { return c.joinAttempts.Load() >= 3, nil })
 	if c.Joined() || len(c.Members()) != 1 {
 		t.Fatalf("c joined %v with members %v before a exists", c.Joined(), c.Members())
 	}
 
 	a := start(t, cfg("a", addrA))
-	waitFor(t, 20*time.Second, "c's retry to reach a", c.Joined)
+	kit.Wait(t, 20*time.Second, 10*time.Millisecond, "c's retry to reach a", func() (bool, error) { return c.Joined(), nil })
 	select {
 	case <-c.joinDone:
 	case <-time.After(5 * time.Second):
@@ -544,7 +535,7 @@ func TestLoopbackRetryJoinBootstrapAndFailure(t *testing.T) {
 	b := start(t, cfg("b", "127.0.0.1:0", c.LocalMember().Addr))
 	nodes := []*Gossip{a, b, c}
 	for _, g := range nodes {
-		waitFor(t, 10*time.Second, g.name+" sees a,b,c", seesAlive(g, "a", "b", "c"))
+		kit.Wait(t, 10*time.Second, 10*time.Millisecond, g.name+" sees a,b,c", seesAlive(g, "a", "b", "c"))
 	}
 	var first []Member
 	for _, g := range nodes {

@@ -2,71 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"lifeline/e2e/kit"
 )
-
-func TestRunLoadRoundRobin(t *testing.T) {
-	a, b := startFakeMX(t, 1024), startFakeMX(t, 1024)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := runLoad(ctx, loadConfig{
-		Addrs: []string{a.ln.Addr().String(), b.ln.Addr().String()}, Sessions: 4, Messages: 100, Size: 1024, RcptDomain: "bench.test",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.mu.Lock()
-	b.mu.Lock()
-	defer a.mu.Unlock()
-	defer b.mu.Unlock()
-	if a.bodies == 0 || b.bodies == 0 || a.bodies+b.bodies != res.Accepted || res.Accepted != 90 {
-		t.Errorf("server a saw %d, b %d, accepted %d; want both > 0 and 90 in all", a.bodies, b.bodies, res.Accepted)
-	}
-}
-
-func TestParseSinkCounter(t *testing.T) {
-	for line, want := range map[string]int64{"sess=3 quit=1 mesg=1234\r": 1234, "sess=0 quit=0 mesg=0": 0} {
-		if n, ok := parseSinkCounter(line); !ok || n != want {
-			t.Errorf("%q: %d %v, want %d", line, n, ok, want)
-		}
-	}
-	if _, ok := parseSinkCounter("smtp-sink: fatal: bind"); ok {
-		t.Error("a line without a counter parsed")
-	}
-}
-
-// The sink's counter is what shows the spool really arrived.
-func TestSinkCounts(t *testing.T) {
-	if _, err := sinkBinary(); err != nil {
-		t.Skip(err)
-	}
-	addr, err := deadAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := startSink(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.stop()
-	if _, err := runLoad(ctx, loadConfig{Addr: addr, Sessions: 2, Messages: 7, Size: 1024, RcptDomain: "bench.test"}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.msgs.Load() != 7 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := s.msgs.Load(); n != 7 {
-		t.Errorf("sink counted %d messages, want 7", n)
-	}
-}
 
 func TestSummarizeFailover(t *testing.T) {
 	kill := time.Unix(1000, 0)
@@ -158,7 +101,7 @@ func TestReportTargets(t *testing.T) {
 			t.Errorf("target %+v, want met=%v", tg, met)
 		}
 	}
-	if r.Failover.MaxFirstAcceptMs != ms(failoverLimit) {
+	if r.Failover.MaxFirstAcceptMs != kit.Ms(failoverLimit) {
 		t.Errorf("a run without a 250 counts as the limit, got %.0fms", r.Failover.MaxFirstAcceptMs)
 	}
 	var out bytes.Buffer
@@ -183,6 +126,24 @@ func TestReportTargets(t *testing.T) {
 			if tg.Known {
 				t.Errorf("%s known without Postfix", tg.Name)
 			}
+		}
+	}
+}
+
+func TestMasterCf(t *testing.T) {
+	p := newPostfixInstance(t.TempDir(), "127.0.0.1:2525")
+	out, err := p.masterCf(t.TempDir())
+	if err != nil {
+		t.Skip("no package master.cf here:", err)
+	}
+	s := string(out)
+	if !strings.Contains(s, "\n127.0.0.1:2525  inet  n  -  n  -  -  smtpd") {
+		t.Errorf("listener not rewritten:\n%s", s)
+	}
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 8 && line[0] != '#' && line[0] != ' ' && f[4] != "n" {
+			t.Errorf("chroot left on: %q", line)
 		}
 	}
 }

@@ -2,205 +2,66 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
-// benchCluster is three `lifeline node` processes on loopback that form
-// one cluster from --join and --bootstrap-expect, as an operator starts
-// them, with one cluster key and one operator token.
-type benchCluster struct {
-	bin   string
-	nodes []*lifelineNode // nodes[i] is replaced when node i restarts
-	logf  func(string, ...any)
-}
-
-func startCluster(ctx context.Context, bin, dir string, size int, logf func(string, ...any)) (*benchCluster, error) {
-	c := &benchCluster{bin: bin, logf: logf}
-	key := randomHex(32) // LIFELINE_CLUSTER_KEY: 64 hex characters
-	token := randomHex(24)
-	var specs []nodeSpec
-	for i := range size {
-		spec, err := newNodeSpec(fmt.Sprintf("node%d", i+1), filepath.Join(dir, fmt.Sprintf("node%d", i+1)), token)
-		if err != nil {
-			return nil, err
-		}
-		spec.env = []string{"LIFELINE_CLUSTER_KEY=" + key}
-		specs = append(specs, spec)
+// startCluster starts size `lifeline node` processes on loopback that
+// form one cluster from --join and --bootstrap-expect, as an operator
+// starts them, with one cluster key and one operator token, and waits
+// until they have.
+func startCluster(ctx context.Context, bin, dir string, size int) (*kit.Cluster, error) {
+	c, err := kit.NewCluster(bin, dir, "node", size)
+	if err != nil {
+		return nil, err
 	}
-	for i := range specs {
-		var join []string
-		for j := range specs {
-			if j != i {
-				join = append(join, specs[j].gossipAddr)
-			}
-		}
-		specs[i].args = []string{"--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(join, ",")}
+	if err := c.Start(); err != nil {
+		c.Stop()
+		return nil, err
 	}
-	for _, spec := range specs {
-		n, err := launchNode(bin, spec)
-		if err != nil {
-			c.stop()
-			return nil, err
+	for _, n := range c.Nodes() {
+		if err := n.WaitHealthy(ctx, 90*time.Second); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("%s: %w%s", n.ID, err, n.LogTail(30))
 		}
-		c.nodes = append(c.nodes, n)
 	}
-	if err := c.waitFormed(ctx, 90*time.Second); err != nil {
-		c.stop()
+	if err := c.WaitFormed(ctx, 90*time.Second); err != nil {
+		c.Stop()
 		return nil, err
 	}
 	return c, nil
 }
 
-// waitFormed waits until every node is healthy and sees all nodes as
-// voters with one leader.
-func (c *benchCluster) waitFormed(ctx context.Context, limit time.Duration) error {
-	for _, n := range c.nodes {
-		if err := n.waitHealthy(ctx, limit); err != nil {
-			return fmt.Errorf("%s: %w%s", n.spec.id, err, n.logTail())
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	last := ""
-	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
-		for _, n := range c.nodes {
-			st, err := n.status(ctx)
-			if err != nil {
-				last = n.spec.id + ": " + err.Error()
-				return false, nil
-			}
-			voters, leaders := 0, 0
-			for _, s := range st.Cluster.Servers {
-				if s.Suffrage == "voter" {
-					voters++
-				}
-				if s.Leader {
-					leaders++
-				}
-			}
-			if voters != len(c.nodes) || leaders != 1 {
-				last = fmt.Sprintf("%s sees %d voters and %d leaders", n.spec.id, voters, leaders)
-				return false, nil
-			}
-		}
-		return true, nil
-	}, func() string { return "cluster forming: " + last })
-}
-
-// stop ends every node at once; stopping them one after the other would
-// make each survivor wait for a quorum that is going away.
-func (c *benchCluster) stop() {
-	var wg sync.WaitGroup
-	for _, n := range c.nodes {
-		wg.Go(n.stop)
-	}
-	wg.Wait()
-}
-
-func (c *benchCluster) smtpAddrs() []string {
+func smtpAddrs(nodes []*kit.Node) []string {
 	var out []string
-	for _, n := range c.nodes {
-		out = append(out, n.smtpAddr)
+	for _, n := range nodes {
+		out = append(out, n.SMTP)
 	}
 	return out
 }
 
-func (c *benchCluster) logTails() string {
-	var b strings.Builder
-	for _, n := range c.nodes {
-		b.WriteString(n.logTail())
-	}
-	return b.String()
-}
-
-// addDomain protects the domain through one node and waits until every
-// node has applied it, so no node answers 554 for it.
-func (c *benchCluster) addDomain(ctx context.Context, domain, dest string) error {
-	if err := c.nodes[0].addDomain(ctx, domain, dest); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	last := ""
-	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
-		for _, n := range c.nodes {
-			ds, err := n.domains(ctx)
-			if err != nil {
-				last = n.spec.id + ": " + err.Error()
-				return false, nil
-			}
-			found := false
-			for _, d := range ds {
-				found = found || d.Name == domain
-			}
-			if !found {
-				last = n.spec.id + " does not list it yet"
-				return false, nil
-			}
-		}
-		return true, nil
-	}, func() string { return "domain " + domain + " on every node: " + last })
-}
-
-// leader returns the index of the node that every running node agrees
-// leads, waiting for that agreement.
-func (c *benchCluster) leader(ctx context.Context, limit time.Duration) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	idx, last := -1, ""
-	err := poll(ctx, 50*time.Millisecond, func() (bool, error) {
-		idx = -1
-		agreed := ""
-		for i, n := range c.nodes {
-			if !n.running() {
-				continue
-			}
-			code, h, err := n.health(ctx, 2*time.Second)
-			if err != nil || code != http.StatusOK {
-				last = fmt.Sprintf("%s: healthz %d %v", n.spec.id, code, err)
-				return false, nil
-			}
-			if agreed == "" {
-				agreed = h.Leader
-			}
-			if h.Leader == "" || h.Leader != agreed {
-				last = fmt.Sprintf("%s sees leader %q, another node %q", n.spec.id, h.Leader, agreed)
-				return false, nil
-			}
-			if h.State == "Leader" {
-				idx = i
-			}
-		}
-		if idx < 0 {
-			last = fmt.Sprintf("no running node says it is the leader %q", agreed)
-		}
-		return idx >= 0, nil
-	}, func() string { return "waiting for one agreed leader: " + last })
-	return idx, err
-}
-
 // benchClusterAccept runs the accept measurement with the sessions spread
 // round-robin over all nodes' MX ports.
-func benchClusterAccept(ctx context.Context, c *benchCluster, lc loadConfig, logf func(string, ...any)) (loadResult, error) {
-	for _, a := range c.smtpAddrs() {
-		if err := waitGreeting(ctx, a, 30*time.Second); err != nil {
-			return loadResult{}, fmt.Errorf("%w%s", err, c.logTails())
+func benchClusterAccept(ctx context.Context, c *kit.Cluster, lc kit.LoadConfig, logf func(string, ...any)) (kit.LoadResult, error) {
+	lc.Addrs = smtpAddrs(c.Nodes())
+	for _, a := range lc.Addrs {
+		if err := kit.WaitGreeting(ctx, a, 30*time.Second); err != nil {
+			return kit.LoadResult{}, fmt.Errorf("%w%s", err, c.LogTails())
 		}
 	}
-	lc.Addr, lc.Addrs = "", c.smtpAddrs()
 	logf("lifeline cluster on %s: %d sessions round-robin, %d warm-up + %d messages of %d bytes",
 		strings.Join(lc.Addrs, ", "), lc.Sessions, lc.Warmup, lc.Messages, lc.Size)
-	r, err := runLoad(ctx, lc)
+	r, err := kit.Load(ctx, lc)
 	if err != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%w%s", err, c.logTails())
+		err = fmt.Errorf("%w%s", err, c.LogTails())
 	}
 	return r, err
 }
@@ -262,8 +123,7 @@ func startTraffic(ctx context.Context, addrs []string, size int, base int64) *tr
 	t := &traffic{notify: make(chan struct{}, 1), cancel: cancel}
 	t.next.Store(base)
 	for i, addr := range addrs {
-		cfg := loadConfig{Addr: addr, Sessions: 1, Size: size, RcptDomain: benchDomain, OpTimeout: 20 * time.Second}
-		t.wg.Go(func() { t.session(ctx, cfg, i) })
+		t.wg.Go(func() { t.session(ctx, addr, size, i) })
 	}
 	return t
 }
@@ -289,52 +149,79 @@ func (t *traffic) stop() {
 	t.wg.Wait()
 }
 
-func (t *traffic) session(ctx context.Context, cfg loadConfig, id int) {
-	s := &session{cfg: cfg, id: id, addr: cfg.Addr}
-	stopClose := context.AfterFunc(ctx, s.closeConn)
+func (t *traffic) session(ctx context.Context, addr string, size, id int) {
+	d := kit.Dialer{Timeout: 20 * time.Second}
+	var s *kit.Session
+	stopClose := context.AfterFunc(ctx, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if s != nil {
+			s.Close()
+		}
+	})
 	defer stopClose()
-	defer s.closeConn()
-	connected := false
+	defer func() {
+		if s != nil {
+			s.Close()
+		}
+	}()
+	pause := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(failoverRetryPause):
+			return true
+		}
+	}
+	var msg []byte
 	for ctx.Err() == nil {
-		if !connected {
+		if s == nil {
 			start := time.Now()
-			if err := s.connect(ctx); err != nil {
+			ns, err := d.Dial(ctx, addr)
+			if err == nil {
+				if err = ns.Hello(benchHello); err != nil {
+					ns.Close()
+				}
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				t.add(txRecord{sess: id, start: start, end: time.Now(), what: "connect: " + err.Error()})
-				select {
-				case <-ctx.Done():
+				if !pause() {
 					return
-				case <-time.After(failoverRetryPause):
 				}
 				continue
 			}
-			connected = true
+			t.mu.Lock()
+			s = ns
+			t.mu.Unlock()
 		}
+		n := t.next.Add(1)
+		rcpt := "user" + strconv.FormatInt(n, 10) + "@" + benchDomain
+		msg = kit.AppendMessage(msg[:0], benchSender, rcpt, n, size)
 		start := time.Now()
-		_, err := s.send(t.next.Add(1))
+		res, err := s.Send(benchSender, []string{rcpt}, msg)
 		end := time.Now()
 		if ctx.Err() != nil {
 			return
 		}
-		var rej *rejection
 		switch {
-		case err == nil:
+		case err == nil && res.Accepted():
 			t.add(txRecord{sess: id, start: start, end: end, ok: true, what: "250"})
-		case errors.As(err, &rej):
-			t.add(txRecord{sess: id, start: start, end: end, what: rej.Error()})
+		case err == nil:
+			t.add(txRecord{sess: id, start: start, end: end, what: res.Err().Error()})
 			// A sender told to try later does not hammer the node
 			// while it elects a leader; 10 ms bounds the resolution.
-			select {
-			case <-ctx.Done():
+			if !pause() {
 				return
-			case <-time.After(failoverRetryPause):
 			}
 		default:
 			t.add(txRecord{sess: id, start: start, end: end, what: "I/O: " + err.Error()})
-			s.closeConn()
-			connected = false
+			s.Close()
+			t.mu.Lock()
+			s = nil
+			t.mu.Unlock()
 		}
 	}
 }
@@ -357,12 +244,12 @@ func firstAcceptAfter(recs []txRecord, kill time.Time) (time.Duration, bool) {
 // summarizeFailover fills in what the senders saw around the kill.
 func summarizeFailover(run *failoverRun, recs []txRecord, kill time.Time) {
 	first, ok := firstAcceptAfter(recs, kill)
-	run.Accepted, run.FirstAcceptMs = ok, ms(first)
+	run.Accepted, run.FirstAcceptMs = ok, kit.Ms(first)
 	ends := map[string]int{}
 	for _, r := range recs {
 		if r.start.Before(kill) && !r.end.Before(kill) {
 			run.InFlight++
-			run.InFlightMaxMs = max(run.InFlightMaxMs, ms(r.end.Sub(kill)))
+			run.InFlightMaxMs = max(run.InFlightMaxMs, kit.Ms(r.end.Sub(kill)))
 			ends[shorten(r.what, 80)]++
 			continue
 		}
@@ -390,7 +277,7 @@ func shorten(s string, n int) string {
 
 // benchFailover kills the leader runs times while two sessions send to
 // the other nodes, and brings the killed node back between runs.
-func benchFailover(ctx context.Context, c *benchCluster, runs, size int, logf func(string, ...any)) ([]failoverRun, error) {
+func benchFailover(ctx context.Context, c *kit.Cluster, runs, size int, logf func(string, ...any)) ([]failoverRun, error) {
 	var out []failoverRun
 	for i := 1; i <= runs; i++ {
 		r, err := failoverOnce(ctx, c, i, size, logf)
@@ -402,20 +289,19 @@ func benchFailover(ctx context.Context, c *benchCluster, runs, size int, logf fu
 	return out, nil
 }
 
-func failoverOnce(ctx context.Context, c *benchCluster, run, size int, logf func(string, ...any)) (failoverRun, error) {
-	li, err := c.leader(ctx, 60*time.Second)
+func failoverOnce(ctx context.Context, c *kit.Cluster, run, size int, logf func(string, ...any)) (failoverRun, error) {
+	leader, err := kit.AgreedLeader(ctx, c.Nodes(), 60*time.Second)
 	if err != nil {
-		return failoverRun{}, fmt.Errorf("%w%s", err, c.logTails())
+		return failoverRun{}, fmt.Errorf("%w%s", err, c.LogTails())
 	}
-	leader := c.nodes[li]
-	res := failoverRun{Run: run, Killed: leader.spec.id}
+	res := failoverRun{Run: run, Killed: leader.ID}
 	var targets []string
-	var survivors []*lifelineNode
-	for i, n := range c.nodes {
-		if i != li {
+	var survivors []*kit.Node
+	for _, n := range c.Nodes() {
+		if n != leader {
 			survivors = append(survivors, n)
 			if len(targets) < failoverSessions {
-				targets = append(targets, n.smtpAddr)
+				targets = append(targets, n.SMTP)
 			}
 		}
 	}
@@ -424,7 +310,7 @@ func failoverOnce(ctx context.Context, c *benchCluster, run, size int, logf func
 	defer tr.stop()
 	// Steady traffic first: every session has had a 250.
 	if err := waitSteady(ctx, tr, len(targets)); err != nil {
-		return res, fmt.Errorf("traffic before the kill: %w%s", err, c.logTails())
+		return res, fmt.Errorf("traffic before the kill: %w%s", err, c.LogTails())
 	}
 	select {
 	case <-ctx.Done():
@@ -432,9 +318,9 @@ func failoverOnce(ctx context.Context, c *benchCluster, run, size int, logf func
 	case <-time.After(failoverSteady):
 	}
 
-	logf("failover run %d: SIGKILL leader %s while %d sessions send to %s", run, leader.spec.id, len(targets), strings.Join(targets, ", "))
+	logf("failover run %d: SIGKILL leader %s while %d sessions send to %s", run, leader.ID, len(targets), strings.Join(targets, ", "))
 	kill := time.Now()
-	leader.kill()
+	leader.Kill()
 
 	// Survivors' /healthz, polled every 10 ms until one is 200 with a
 	// leader other than the dead one.
@@ -452,8 +338,10 @@ func failoverOnce(ctx context.Context, c *benchCluster, run, size int, logf func
 		defer tick.Stop()
 		for {
 			for _, n := range survivors {
-				code, h, err := n.health(hctx, 500*time.Millisecond)
-				if err == nil && code == http.StatusOK && h.Leader != "" && h.Leader != leader.spec.id {
+				cctx, cancel := context.WithTimeout(hctx, 500*time.Millisecond)
+				code, h, err := n.Health(cctx)
+				cancel()
+				if err == nil && code == http.StatusOK && h.Leader != "" && h.Leader != leader.ID {
 					healthy.ok, healthy.after, healthy.leader = true, time.Since(kill), h.Leader
 					return
 				}
@@ -485,7 +373,7 @@ wait:
 		}
 	}
 	<-healthDone
-	res.Healthy, res.HealthyMs, res.NewLeader = healthy.ok, ms(healthy.after), healthy.leader
+	res.Healthy, res.HealthyMs, res.NewLeader = healthy.ok, kit.Ms(healthy.after), healthy.leader
 	// In-flight transactions may still be waiting for their answer; give
 	// them until their own timeout so the report says how they ended.
 	waitInFlight(ctx, tr, kill, len(targets), 25*time.Second)
@@ -498,17 +386,15 @@ wait:
 	// Bring the killed node back with its data and wait until it has
 	// caught up, so the next run starts from three healthy voters.
 	back := time.Now()
-	n, err := launchNode(c.bin, leader.spec)
-	if err != nil {
+	if _, err := leader.Launch(); err != nil {
 		return res, err
 	}
-	c.nodes[li] = n
-	if err := c.waitCaughtUp(ctx, li, 90*time.Second); err != nil {
-		return res, fmt.Errorf("restarting %s: %w%s", leader.spec.id, err, n.logTail())
+	if err := waitCaughtUp(ctx, c, leader, 90*time.Second); err != nil {
+		return res, fmt.Errorf("restarting %s: %w%s", leader.ID, err, leader.LogTail(30))
 	}
-	res.RecoverMs = ms(time.Since(back))
+	res.RecoverMs = kit.Ms(time.Since(back))
 	logf("failover run %d: first 250 after %.0fms, healthz with new leader %s after %.0fms; %s back in %.1fs",
-		run, res.FirstAcceptMs, res.NewLeader, res.HealthyMs, leader.spec.id, res.RecoverMs/1000)
+		run, res.FirstAcceptMs, res.NewLeader, res.HealthyMs, leader.ID, res.RecoverMs/1000)
 	return res, nil
 }
 
@@ -565,33 +451,31 @@ func waitInFlight(ctx context.Context, tr *traffic, kill time.Time, sessions int
 	}
 }
 
-// waitCaughtUp waits until node i is healthy, the cluster agrees on a
-// leader, and node i has applied what the leader had applied when it came
-// back.
-func (c *benchCluster) waitCaughtUp(ctx context.Context, i int, limit time.Duration) error {
-	n := c.nodes[i]
-	if err := n.waitHealthy(ctx, limit); err != nil {
+// waitCaughtUp waits until n is healthy, the cluster agrees on a leader,
+// and n has applied what the leader had applied when it came back.
+func waitCaughtUp(ctx context.Context, c *kit.Cluster, n *kit.Node, limit time.Duration) error {
+	if err := n.WaitHealthy(ctx, limit); err != nil {
 		return err
 	}
-	li, err := c.leader(ctx, limit)
+	leader, err := kit.AgreedLeader(ctx, c.Nodes(), limit)
 	if err != nil {
 		return err
 	}
-	_, lh, err := c.nodes[li].health(ctx, 2*time.Second)
+	_, lh, err := leader.Health(ctx)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var seen uint64
-	return poll(ctx, 50*time.Millisecond, func() (bool, error) {
-		_, h, err := n.health(ctx, 2*time.Second)
+	return kit.Poll(ctx, 50*time.Millisecond, func() string {
+		return fmt.Sprintf("%s applied %d of the leader's %d", n.ID, seen, lh.AppliedIndex)
+	}, func() (bool, error) {
+		_, h, err := n.Health(ctx)
 		if err != nil {
 			return false, nil
 		}
 		seen = h.AppliedIndex
 		return h.AppliedIndex >= lh.AppliedIndex, nil
-	}, func() string {
-		return fmt.Sprintf("%s applied %d of the leader's %d", n.spec.id, seen, lh.AppliedIndex)
 	})
 }

@@ -1,21 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // The drain measurement: a full spool of messages for a destination that
@@ -53,97 +47,22 @@ func (d *drainResult) finish(elapsed time.Duration) {
 	}
 }
 
-// sinkBinary finds Postfix's smtp-sink.
-func sinkBinary() (string, error) {
-	if p, err := exec.LookPath("smtp-sink"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("smtp-sink not found; it ships with Debian's postfix package (" + postfixHint + ")")
-}
-
-// sinkProc is a running smtp-sink.
-type sinkProc struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	msgs   atomic.Int64 // messages the sink has taken, from its -c counter
-}
-
-// startSink runs `smtp-sink -c [-u root] ADDR 1000` and waits until it
-// greets. -c prints a running "sess=N quit=N mesg=N" counter, which shows
-// that the spool really went to the sink.
-func startSink(ctx context.Context, addr string) (*sinkProc, error) {
-	bin, err := sinkBinary()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"-c"}
-	if os.Geteuid() == 0 {
-		// smtp-sink drops privileges only when told which user to be;
-		// it opens nothing after the socket, so root is harmless.
-		args = append(args, "-u", "root")
-	}
-	args = append(args, addr, "1000")
-	s := &sinkProc{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		// The pipe is read to its end before Wait closes it.
-		s.readCounter(out)
-		s.cmd.Wait()
-		close(s.exited)
-	}()
-	if err := waitGreeting(ctx, addr, 10*time.Second); err != nil {
-		s.stop()
-		return nil, fmt.Errorf("smtp-sink: %w", err)
+// startSink runs `smtp-sink -c ADDR 1000` and waits until it greets. -c
+// prints a running "sess=N quit=N mesg=N" counter, which shows that the
+// spool really went to the sink.
+func startSink(ctx context.Context, addr string) (*kit.Sink, error) {
+	s := &kit.Sink{Addr: addr, Count: true, Backlog: 1000, SysProcAttr: kit.Detached()}
+	if err := s.Start(ctx); err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, postfixHint)
 	}
 	return s, nil
-}
-
-func (s *sinkProc) readCounter(r io.Reader) {
-	br := bufio.NewReader(r)
-	for {
-		line, err := br.ReadString('\r')
-		if n, ok := parseSinkCounter(line); ok {
-			s.msgs.Store(n)
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// parseSinkCounter reads the mesg= field of one smtp-sink -c line.
-func parseSinkCounter(line string) (int64, bool) {
-	for _, f := range strings.Fields(line) {
-		if v, ok := strings.CutPrefix(f, "mesg="); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
-}
-
-func (s *sinkProc) stop() {
-	s.cmd.Process.Kill()
-	<-s.exited
 }
 
 // drainLifeline fills a single node's spool with the destination down,
 // then times the drain. One node rather than the cluster: the question is
 // how fast the delivery engine empties a spool, side by side with one
 // Postfix; a cluster drains from its leader alone anyway.
-func drainLifeline(ctx context.Context, bin string, lc loadConfig, dir string, limit time.Duration, logf func(string, ...any)) (res drainResult, err error) {
+func drainLifeline(ctx context.Context, bin string, lc kit.LoadConfig, dir string, limit time.Duration, logf func(string, ...any)) (res drainResult, err error) {
 	res.System = "lifeline"
 	sinkAddr, err := deadAddr()
 	if err != nil {
@@ -154,21 +73,21 @@ func drainLifeline(ctx context.Context, bin string, lc loadConfig, dir string, l
 	if err != nil {
 		return res, err
 	}
-	defer n.stop()
+	defer n.Stop(15 * time.Second)
 	defer func() {
 		if err != nil && ctx.Err() == nil {
-			err = fmt.Errorf("%w%s", err, n.logTail())
+			err = fmt.Errorf("%w%s", err, n.LogTail(30))
 		}
 	}()
-	if err := n.addDomain(ctx, benchDomain, sinkAddr); err != nil {
+	if err := kit.AddDomain(ctx, []*kit.Node{n}, benchDomain, sinkAddr); err != nil {
 		return res, err
 	}
-	if err := waitGreeting(ctx, n.smtpAddr, 30*time.Second); err != nil {
+	if err := kit.WaitGreeting(ctx, n.SMTP, 30*time.Second); err != nil {
 		return res, err
 	}
-	lc.Addr = n.smtpAddr
+	lc.Addrs = []string{n.SMTP}
 	logf("drain: filling lifeline's spool with %d messages for %s (down)", lc.Messages, sinkAddr)
-	lr, err := runLoad(ctx, lc)
+	lr, err := kit.Load(ctx, lc)
 	if err != nil {
 		return res, err
 	}
@@ -179,7 +98,7 @@ func drainLifeline(ctx context.Context, bin string, lc loadConfig, dir string, l
 	if err := waitDomainSpooling(ctx, n, benchDomain, 60*time.Second); err != nil {
 		return res, err
 	}
-	st, err := n.status(ctx)
+	st, err := n.APIStatus(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -192,36 +111,36 @@ func drainLifeline(ctx context.Context, bin string, lc loadConfig, dir string, l
 	if err != nil {
 		return res, err
 	}
-	defer sink.stop()
+	defer sink.Kill()
 
 	logf("drain: lifeline has %d messages spooled; smtp-sink up on %s; flushing", res.Messages, sinkAddr)
 	start := time.Now()
-	if err := n.api(ctx, http.MethodPost, "/api/v1/queue/flush", nil); err != nil {
+	if err := n.API(ctx, http.MethodPost, "/api/v1/queue/flush", nil, nil); err != nil {
 		return res, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	lastLog := start
-	err = poll(wctx, drainPoll, func() (bool, error) {
-		empty, err := n.queueEmpty(wctx)
+	err = kit.Poll(wctx, drainPoll, func() string { return "lifeline spool not empty" }, func() (bool, error) {
+		empty, err := queueEmpty(wctx, n)
 		if err != nil {
 			return false, nil
 		}
 		if !empty && time.Since(lastLog) >= 5*time.Second {
 			lastLog = time.Now()
-			if st, err := n.status(wctx); err == nil {
+			if st, err := n.APIStatus(wctx); err == nil {
 				logf("drain: lifeline %d left after %.0fs", st.Queue.Messages, time.Since(start).Seconds())
 			}
 		}
 		return empty, nil
-	}, func() string { return "lifeline spool not empty" })
+	})
 	elapsed := time.Since(start)
-	res.AtSink = sink.msgs.Load()
+	res.AtSink = sink.Received()
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		st, serr := n.status(ctx)
+		st, serr := n.APIStatus(ctx)
 		if serr != nil {
 			return res, fmt.Errorf("drain did not finish in %v and the status is unavailable: %w", limit, serr)
 		}
@@ -235,12 +154,12 @@ func drainLifeline(ctx context.Context, bin string, lc loadConfig, dir string, l
 	return res, nil
 }
 
-func waitDomainSpooling(ctx context.Context, n *lifelineNode, domain string, limit time.Duration) error {
+func waitDomainSpooling(ctx context.Context, n *kit.Node, domain string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	last := "not listed"
-	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
-		ds, err := n.domains(ctx)
+	return kit.Poll(ctx, 100*time.Millisecond, func() string { return "domain " + domain + " spooling: " + last }, func() (bool, error) {
+		ds, err := domains(ctx, n)
 		if err != nil {
 			last = err.Error()
 			return false, nil
@@ -252,7 +171,7 @@ func waitDomainSpooling(ctx context.Context, n *lifelineNode, domain string, lim
 			}
 		}
 		return false, nil
-	}, func() string { return "domain " + domain + " spooling: " + last })
+	})
 }
 
 // postfixDrainSettings are applied (postconf -e, postfix reload) once the
@@ -288,9 +207,9 @@ var postfixDrainSettings = []string{
 // drainPostfix does the same with a private Postfix instance: its own
 // queue, the same transport to a dead port, then the sink on that port and
 // `postqueue -f`.
-func drainPostfix(ctx context.Context, lc loadConfig, dir string, limit time.Duration, logf func(string, ...any)) (res drainResult, err error) {
+func drainPostfix(ctx context.Context, lc kit.LoadConfig, dir string, limit time.Duration, logf func(string, ...any)) (res drainResult, err error) {
 	res.System = "postfix"
-	ports, err := freePorts(2)
+	ports, err := kit.FreePorts(2)
 	if err != nil {
 		return res, err
 	}
@@ -313,9 +232,9 @@ func drainPostfix(ctx context.Context, lc loadConfig, dir string, limit time.Dur
 	if err := p.start(ctx); err != nil {
 		return res, err
 	}
-	lc.Addr = p.addr
+	lc.Addrs = []string{p.addr}
 	logf("drain: filling Postfix's queue with %d messages for %s (down)", lc.Messages, sinkAddr)
-	lr, err := runLoad(ctx, lc)
+	lr, err := kit.Load(ctx, lc)
 	if err != nil {
 		return res, err
 	}
@@ -331,7 +250,7 @@ func drainPostfix(ctx context.Context, lc loadConfig, dir string, limit time.Dur
 	if err != nil {
 		return res, err
 	}
-	defer sink.stop()
+	defer sink.Kill()
 
 	logf("drain: Postfix has %d messages deferred; smtp-sink up on %s; postqueue -f", res.Messages, sinkAddr)
 	start := time.Now()
@@ -341,7 +260,7 @@ func drainPostfix(ctx context.Context, lc loadConfig, dir string, limit time.Dur
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	lastLog := start
-	err = poll(wctx, drainPoll, func() (bool, error) {
+	err = kit.Poll(wctx, drainPoll, func() string { return "postfix queue not empty" }, func() (bool, error) {
 		empty, err := p.queueEmpty()
 		if err != nil {
 			return false, err
@@ -353,9 +272,9 @@ func drainPostfix(ctx context.Context, lc loadConfig, dir string, limit time.Dur
 			}
 		}
 		return empty, nil
-	}, func() string { return "postfix queue not empty" })
+	})
 	elapsed := time.Since(start)
-	res.AtSink = sink.msgs.Load()
+	res.AtSink = sink.Received()
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -457,14 +376,14 @@ func (p *postfixInstance) waitAllDeferred(ctx context.Context, want int, limit t
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var q queueCounts
-	err := poll(ctx, 100*time.Millisecond, func() (bool, error) {
+	err := kit.Poll(ctx, 100*time.Millisecond, func() string {
+		return fmt.Sprintf("postfix queue: want %d deferred, have %+v", want, q)
+	}, func() (bool, error) {
 		var err error
 		if q, err = p.queueCounts(); err != nil {
 			return false, err
 		}
 		return q.deferred >= want && q.maildrop+q.incoming+q.active == 0, nil
-	}, func() string {
-		return fmt.Sprintf("postfix queue: want %d deferred, have %+v", want, q)
 	})
 	return q.deferred, err
 }

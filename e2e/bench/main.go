@@ -24,7 +24,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +33,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // The targets the product states; missing them is reported, not fatal,
@@ -42,6 +43,8 @@ const (
 	targetRatio = 2.0
 	targetP99   = 20 * time.Millisecond
 	benchDomain = "bench.test"
+	benchSender = "bench@client.bench.invalid"
+	benchHello  = "client.bench.invalid"
 
 	targetDrainRatio   = 2.0
 	targetClusterRatio = 1.0
@@ -88,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.lifeline, "lifeline", true, "measure Lifeline (false: only Postfix, to check the setup)")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "upper bound for the whole run")
-	fs.StringVar(&o.workdir, "workdir", defaultWorkdir(), "where the queues live; must be a local disk, not tmpfs, for fsync to mean anything")
+	fs.StringVar(&o.workdir, "workdir", kit.DefaultWorkdir(), "where the queues live; must be a local disk, not tmpfs, for fsync to mean anything")
 	fs.BoolVar(&o.accept, "accept", true, "measure how fast one node accepts mail, beside Postfix")
 	fs.BoolVar(&o.drain, "drain", true, "measure how fast a full spool drains to smtp-sink, beside Postfix")
 	fs.IntVar(&o.drainMessages, "drain-messages", 10000, "messages in the spool for the drain measurement")
@@ -128,23 +131,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		enc.Encode(rep)
+		kit.PrintJSON(stdout, rep)
 	} else {
 		rep.print(stdout)
 	}
 	return 0
-}
-
-// defaultWorkdir prefers /var/tmp because Debian may mount /tmp as tmpfs,
-// where fsync costs nothing and the comparison would flatter both.
-func defaultWorkdir() string {
-	if fi, err := os.Stat("/var/tmp"); err == nil && fi.IsDir() {
-		return "/var/tmp"
-	}
-	return os.TempDir()
 }
 
 func bench(ctx context.Context, o options, logf func(string, ...any)) (*report, error) {
@@ -157,12 +148,13 @@ func bench(ctx context.Context, o options, logf func(string, ...any)) (*report, 
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	if onTmpfs(tmp) {
+	if kit.OnTmpfs(tmp) {
 		logf("warning: %s is on tmpfs; fsync is free there, so figures are not comparable to a disk (use -workdir)", tmp)
 	}
 
 	rep := &report{Messages: o.messages, Sessions: o.sessions, Size: o.size, Warmup: o.warmup}
-	lc := loadConfig{Sessions: o.sessions, Messages: o.messages, Warmup: o.warmup, Size: o.size, RcptDomain: benchDomain}
+	lc := kit.LoadConfig{Sessions: o.sessions, Messages: o.messages, Warmup: o.warmup, Size: o.size,
+		Sender: benchSender, Hello: benchHello, RcptDomain: benchDomain}
 
 	postfixOK := o.postfix
 	if !o.postfix {
@@ -177,7 +169,7 @@ func bench(ctx context.Context, o options, logf func(string, ...any)) (*report, 
 	needBinary := o.lifeline && (o.accept || o.drain || o.cluster || o.failover)
 	if needBinary && bin == "" {
 		logf("building lifeline")
-		if bin, err = buildLifeline(ctx, filepath.Join(tmp, "bin")); err != nil {
+		if bin, err = kit.Build(ctx, filepath.Join(tmp, "bin")); err != nil {
 			return nil, fmt.Errorf("lifeline: %w", err)
 		}
 	}
@@ -204,7 +196,8 @@ func bench(ctx context.Context, o options, logf func(string, ...any)) (*report, 
 	if o.drain {
 		d := &drainReport{Messages: o.drainMessages, Sessions: o.sessions, Size: o.size, Mode: "lifeline: one node"}
 		rep.Drain = d
-		dlc := loadConfig{Sessions: o.sessions, Messages: o.drainMessages, Size: o.size, RcptDomain: benchDomain}
+		dlc := lc
+		dlc.Messages, dlc.Warmup = o.drainMessages, 0
 		if o.lifeline {
 			r, err := drainLifeline(ctx, bin, dlc, filepath.Join(tmp, "drain-lifeline"), o.drainTimeout, logf)
 			if err != nil {
@@ -232,18 +225,18 @@ func bench(ctx context.Context, o options, logf func(string, ...any)) (*report, 
 
 // benchClusterParts starts one three-node cluster for both the cluster
 // accept measurement and the failover runs that follow it.
-func benchClusterParts(ctx context.Context, o options, bin string, lc loadConfig, dir string, rep *report, logf func(string, ...any)) error {
+func benchClusterParts(ctx context.Context, o options, bin string, lc kit.LoadConfig, dir string, rep *report, logf func(string, ...any)) error {
 	dead, err := deadAddr()
 	if err != nil {
 		return err
 	}
 	logf("starting a %d-node lifeline cluster", clusterSize)
-	c, err := startCluster(ctx, bin, dir, clusterSize, logf)
+	c, err := startCluster(ctx, bin, dir, clusterSize)
 	if err != nil {
 		return fmt.Errorf("lifeline cluster: %w", err)
 	}
-	defer c.stop()
-	if err := c.addDomain(ctx, benchDomain, dead); err != nil {
+	defer c.Stop()
+	if err := kit.AddDomain(ctx, c.Nodes(), benchDomain, dead); err != nil {
 		return fmt.Errorf("lifeline cluster: %w", err)
 	}
 	if o.cluster {
@@ -265,38 +258,38 @@ func benchClusterParts(ctx context.Context, o options, bin string, lc loadConfig
 	return nil
 }
 
-func benchLifeline(ctx context.Context, bin string, lc loadConfig, tmp string, logf func(string, ...any)) (loadResult, error) {
+func benchLifeline(ctx context.Context, bin string, lc kit.LoadConfig, tmp string, logf func(string, ...any)) (kit.LoadResult, error) {
 	dead, err := deadAddr()
 	if err != nil {
-		return loadResult{}, err
+		return kit.LoadResult{}, err
 	}
 	dir := filepath.Join(tmp, "lifeline")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return loadResult{}, err
+		return kit.LoadResult{}, err
 	}
 	logf("starting lifeline node")
 	n, err := startLifeline(ctx, bin, dir)
 	if err != nil {
-		return loadResult{}, err
+		return kit.LoadResult{}, err
 	}
-	defer n.stop()
-	if err := n.addDomain(ctx, benchDomain, dead); err != nil {
-		return loadResult{}, err
+	defer n.Stop(15 * time.Second)
+	if err := kit.AddDomain(ctx, []*kit.Node{n}, benchDomain, dead); err != nil {
+		return kit.LoadResult{}, err
 	}
-	if err := waitGreeting(ctx, n.smtpAddr, 30*time.Second); err != nil {
-		return loadResult{}, fmt.Errorf("%w%s", err, n.logTail())
+	if err := kit.WaitGreeting(ctx, n.SMTP, 30*time.Second); err != nil {
+		return kit.LoadResult{}, fmt.Errorf("%w%s", err, n.LogTail(30))
 	}
-	lc.Addr = n.smtpAddr
-	logf("lifeline on %s: %d sessions, %d warm-up + %d messages of %d bytes", lc.Addr, lc.Sessions, lc.Warmup, lc.Messages, lc.Size)
-	r, err := runLoad(ctx, lc)
+	lc.Addrs = []string{n.SMTP}
+	logf("lifeline on %s: %d sessions, %d warm-up + %d messages of %d bytes", n.SMTP, lc.Sessions, lc.Warmup, lc.Messages, lc.Size)
+	r, err := kit.Load(ctx, lc)
 	if err != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%w%s", err, n.logTail())
+		err = fmt.Errorf("%w%s", err, n.LogTail(30))
 	}
 	return r, err
 }
 
-func benchPostfix(ctx context.Context, lc loadConfig, dir string, logf func(string, ...any)) (r loadResult, err error) {
-	ports, err := freePorts(2)
+func benchPostfix(ctx context.Context, lc kit.LoadConfig, dir string, logf func(string, ...any)) (r kit.LoadResult, err error) {
+	ports, err := kit.FreePorts(2)
 	if err != nil {
 		return r, err
 	}
@@ -313,17 +306,11 @@ func benchPostfix(ctx context.Context, lc loadConfig, dir string, logf func(stri
 	if err := p.start(ctx); err != nil {
 		return r, err
 	}
-	lc.Addr = p.addr
-	logf("postfix on %s: %d sessions, %d warm-up + %d messages of %d bytes", lc.Addr, lc.Sessions, lc.Warmup, lc.Messages, lc.Size)
-	r, err = runLoad(ctx, lc)
+	lc.Addrs = []string{p.addr}
+	logf("postfix on %s: %d sessions, %d warm-up + %d messages of %d bytes", p.addr, lc.Sessions, lc.Warmup, lc.Messages, lc.Size)
+	r, err = kit.Load(ctx, lc)
 	if err != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w%s", err, p.logTail())
 	}
 	return r, err
-}
-
-func onTmpfs(path string) bool {
-	var st syscall.Statfs_t
-	const tmpfsMagic = 0x01021994
-	return syscall.Statfs(path, &st) == nil && st.Type == tmpfsMagic
 }

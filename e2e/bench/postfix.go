@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 const (
@@ -296,7 +298,7 @@ func (p *postfixInstance) start(ctx context.Context) error {
 	if _, err := postfixCmd(sctx, postfixBin, "-c", p.confDir, "start"); err != nil {
 		return fmt.Errorf("%w%s", err, p.logTail())
 	}
-	if err := waitGreeting(ctx, p.addr, 30*time.Second); err != nil {
+	if err := kit.WaitGreeting(ctx, p.addr, 30*time.Second); err != nil {
 		return fmt.Errorf("postfix smtpd on %s: %w%s", p.addr, err, p.logTail())
 	}
 	return nil
@@ -365,18 +367,5 @@ func isZombie(pid int) bool {
 }
 
 func (p *postfixInstance) logTail() string {
-	return fileTail(p.logFile, 20, "postfix log")
-}
-
-// fileTail formats the last n lines of a log for an error message.
-func fileTail(path string, n int, what string) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(bytes.TrimSpace(b)) == 0 {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return fmt.Sprintf("\n--- last lines of %s (%s) ---\n%s", what, path, strings.Join(lines, "\n"))
+	return kit.FileTail(p.logFile, 20, "postfix log")
 }

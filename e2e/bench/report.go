@@ -5,7 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // clusterSystem names the three-node accept figures beside the others.
@@ -32,17 +33,17 @@ type report struct {
 }
 
 type systemResult struct {
-	System       string          `json:"system"`
-	Attempted    int             `json:"attempted"`
-	Accepted     int             `json:"accepted"`
-	Errors       int             `json:"errors"`
-	WarmupErrors int             `json:"warmup_errors"`
-	Seconds      float64         `json:"seconds"`
-	Rate         float64         `json:"msgs_per_sec"`
-	P50ms        float64         `json:"p50_ms"`
-	P99ms        float64         `json:"p99_ms"`
-	MaxMs        float64         `json:"max_ms"`
-	ErrorKinds   []errorKindStat `json:"error_kinds,omitempty"`
+	System       string      `json:"system"`
+	Attempted    int         `json:"attempted"`
+	Accepted     int         `json:"accepted"`
+	Errors       int         `json:"errors"`
+	WarmupErrors int         `json:"warmup_errors"`
+	Seconds      float64     `json:"seconds"`
+	Rate         float64     `json:"msgs_per_sec"`
+	P50ms        float64     `json:"p50_ms"`
+	P99ms        float64     `json:"p99_ms"`
+	MaxMs        float64     `json:"max_ms"`
+	ErrorKinds   []kit.Count `json:"error_kinds,omitempty"`
 }
 
 type drainReport struct {
@@ -84,13 +85,11 @@ type target struct {
 	Known bool `json:"known"`
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func (r *report) add(system string, l loadResult) {
+func (r *report) add(system string, l kit.LoadResult) {
 	r.Results = append(r.Results, systemResult{
 		System: system, Attempted: l.Attempted, Accepted: l.Accepted, Errors: l.Errors,
 		WarmupErrors: l.WarmupErrors, Seconds: l.Duration.Seconds(), Rate: l.Rate,
-		P50ms: ms(l.P50), P99ms: ms(l.P99), MaxMs: ms(l.Max), ErrorKinds: l.ErrorKind,
+		P50ms: kit.Ms(l.P50), P99ms: kit.Ms(l.P99), MaxMs: kit.Ms(l.Max), ErrorKinds: l.ErrorKinds,
 	})
 }
 
@@ -122,7 +121,7 @@ func (r *report) compare(o options) {
 		}
 		p99 := target{Name: "lifeline p99", Unit: "ms", Wanted: fmt.Sprintf("< %v", targetP99)}
 		if ll != nil && ll.Accepted > 0 {
-			p99.Value, p99.Met, p99.Known = ll.P99ms, ll.P99ms < ms(targetP99), true
+			p99.Value, p99.Met, p99.Known = ll.P99ms, ll.P99ms < kit.Ms(targetP99), true
 		}
 		r.Targets = append(r.Targets, ratio, p99)
 	}
@@ -154,7 +153,7 @@ func (r *report) compare(o options) {
 		}
 		p99 := target{Name: clusterSystem + " p99", Unit: "ms", Wanted: fmt.Sprintf("< %v", targetClusterP99)}
 		if cl != nil && cl.Accepted > 0 {
-			p99.Value, p99.Met, p99.Known = cl.P99ms, cl.P99ms < ms(targetClusterP99), true
+			p99.Value, p99.Met, p99.Known = cl.P99ms, cl.P99ms < kit.Ms(targetClusterP99), true
 		}
 		r.Targets = append(r.Targets, ratio, p99)
 	}
@@ -167,18 +166,18 @@ func (r *report) compare(o options) {
 			for _, run := range f.Results {
 				a, h := run.FirstAcceptMs, run.HealthyMs
 				if !run.Accepted {
-					a, allAccepted = ms(failoverLimit), false
+					a, allAccepted = kit.Ms(failoverLimit), false
 				}
 				if !run.Healthy {
-					h, allHealthy = ms(failoverLimit), false
+					h, allHealthy = kit.Ms(failoverLimit), false
 				}
 				f.MaxFirstAcceptMs = max(f.MaxFirstAcceptMs, a)
 				f.MaxHealthyMs = max(f.MaxHealthyMs, h)
 			}
 			accept.Value, accept.Known = f.MaxFirstAcceptMs/1000, true
-			accept.Met = allAccepted && f.MaxFirstAcceptMs < ms(targetFailover)
+			accept.Met = allAccepted && f.MaxFirstAcceptMs < kit.Ms(targetFailover)
 			healthy.Value, healthy.Known = f.MaxHealthyMs/1000, true
-			healthy.Met = allHealthy && f.MaxHealthyMs < ms(targetFailover)
+			healthy.Met = allHealthy && f.MaxHealthyMs < kit.Ms(targetFailover)
 		}
 		r.Targets = append(r.Targets, accept, healthy)
 	}

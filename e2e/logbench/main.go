@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"lifeline/e2e/kit"
 	"lifeline/node/msglog"
 )
 
@@ -52,13 +54,11 @@ func main() {
 		}
 		l.Append(e)
 		// Stay within the log's buffer: a full buffer drops entries.
-		for l.Count() < i-2000 {
-			time.Sleep(time.Millisecond)
+		if l.Count() < i-2000 {
+			waitCount(l, i-2000, time.Millisecond)
 		}
 	}
-	for l.Count() < *n {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitCount(l, *n, 10*time.Millisecond)
 	fill := time.Since(start)
 	l.Close()
 	l, err = msglog.Open(msglog.Config{Path: filepath.Join(*dir, "msglog.db"), Node: "bench1", MaxEntries: *n + 1000})
@@ -110,4 +110,18 @@ func main() {
 		verdict = "NOT met"
 	}
 	fmt.Printf("\ntarget: every page under 200ms at the server: %s (slowest %v)\n", verdict, worst.Round(time.Microsecond))
+}
+
+// waitCount waits until the log has written want entries; a minute
+// without getting there means entries were lost.
+func waitCount(l *msglog.Log, want int, interval time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := kit.Poll(ctx, interval, func() string { return fmt.Sprintf("%d of %d entries written", l.Count(), want) }, func() (bool, error) {
+		return l.Count() >= want, nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logbench:", err)
+		os.Exit(1)
+	}
 }

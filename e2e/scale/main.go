@@ -22,7 +22,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +33,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 const (
@@ -70,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.sessions, "sessions", 20, "parallel SMTP sessions, spread over the three nodes")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "upper bound for the whole run")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
-	fs.StringVar(&o.workdir, "workdir", defaultWorkdir(), "where the data directories live; a local disk, not tmpfs")
+	fs.StringVar(&o.workdir, "workdir", kit.DefaultWorkdir(), "where the data directories live; a local disk, not tmpfs")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directories and logs after the run")
 	fs.IntVar(&o.limitMiB, "rss-limit", 300, "the RSS each node must stay under, in MiB")
 	fs.BoolVar(&o.flush, "flush", false, "before the join, run `lifeline admin queue flush` with the destination still down and watch the memory")
@@ -97,10 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rep, err := scale(ctx, o, logf)
 	if rep != nil {
 		if o.json {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.SetEscapeHTML(false)
-			enc.Encode(rep)
+			kit.PrintJSON(stdout, rep)
 		} else {
 			rep.print(stdout)
 		}
@@ -119,21 +117,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// defaultWorkdir prefers /var/tmp: Debian may mount /tmp as tmpfs, where
-// fsync is free and sizes and times would flatter the product.
-func defaultWorkdir() string {
-	if fi, err := os.Stat("/var/tmp"); err == nil && fi.IsDir() {
-		return "/var/tmp"
-	}
-	return os.TempDir()
-}
-
-func onTmpfs(path string) bool {
-	var st syscall.Statfs_t
-	const tmpfsMagic = 0x01021994
-	return syscall.Statfs(path, &st) == nil && st.Type == tmpfsMagic
-}
-
 // scale sets up, measures and tears down; the report it returns holds
 // whatever was measured, even when err says the run did not finish.
 func scale(ctx context.Context, o options, logf func(string, ...any)) (rep *report, err error) {
@@ -142,27 +125,27 @@ func scale(ctx context.Context, o options, logf func(string, ...any)) (rep *repo
 		return nil, err
 	}
 	rep = &report{Messages: o.messages, Size: o.size, Sessions: o.sessions, LimitMiB: o.limitMiB, Workdir: tmp, CPUs: runtime.NumCPU()}
-	if onTmpfs(tmp) {
+	if kit.OnTmpfs(tmp) {
 		logf("warning: %s is on tmpfs; use -workdir on a disk", tmp)
 		rep.Notes = append(rep.Notes, "work directory on tmpfs: fsync is free there")
 	}
-	c := &cluster{key: randomHex(32), token: randomHex(24)}
+	c := &kit.Cluster{Key: kit.RandomHex(32), Token: kit.RandomHex(24)}
 	defer func() {
 		// Sizes and load at the end, whether or not the run got there.
 		rep.LoadAvg = append(rep.LoadAvg, loadAvg())
-		for _, n := range c.list() {
-			rep.node(n.id).Data = dataDirSize(n.dataDir)
+		for _, n := range c.Nodes() {
+			rep.node(n.ID).Data = dataDirSize(n.DataDir)
 		}
-		c.stop()
-		rep.Logs = scanLogs(c.list())
+		c.Stop()
+		rep.Logs = scanLogs(c.Nodes())
 		rep.finish()
 		switch {
 		case o.keep:
 			logf("kept data directories and logs in %s", tmp)
 		case err != nil || !rep.Pass:
 			// Keep the logs of a failed run, not the bulky data.
-			for _, n := range c.list() {
-				os.RemoveAll(n.dataDir)
+			for _, n := range c.Nodes() {
+				os.RemoveAll(n.DataDir)
 			}
 			os.RemoveAll(filepath.Join(tmp, "bin"))
 			logf("node logs kept in %s", tmp)
@@ -175,23 +158,23 @@ func scale(ctx context.Context, o options, logf func(string, ...any)) (rep *repo
 	bin := o.binary
 	if bin == "" {
 		logf("building lifeline")
-		if bin, err = buildLifeline(ctx, filepath.Join(tmp, "bin")); err != nil {
+		if bin, err = kit.Build(ctx, filepath.Join(tmp, "bin")); err != nil {
 			return rep, err
 		}
 	}
 	rep.Binary = bin
 
-	s := newSampler(c.list, int64(o.limitMiB)<<20, logf)
+	s := newSampler(c.Nodes, int64(o.limitMiB)<<20, logf)
 	m := &measurement{o: o, c: c, s: s, rep: rep, logf: logf, tmp: tmp, bin: bin}
 	sctx, stopSampler := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var leaderMu sync.Mutex
 	wg.Go(func() { s.run(sctx) })
 	wg.Go(func() {
-		founders := func() []*node {
-			var out []*node
-			for _, n := range c.list() {
-				if n.id != "n4" {
+		founders := func() []*kit.Node {
+			var out []*kit.Node
+			for _, n := range c.Nodes() {
+				if n.ID != "n4" {
 					out = append(out, n)
 				}
 			}
@@ -202,12 +185,12 @@ func scale(ctx context.Context, o options, logf func(string, ...any)) (rep *repo
 	defer func() {
 		stopSampler()
 		wg.Wait()
-		rep.memory(c.list(), s)
+		rep.memory(c.Nodes(), s)
 	}()
 
 	err = m.run(ctx)
 	// A node that died is the news, whatever else went wrong.
-	if cerr := c.crashed(); cerr != nil {
+	if cerr := c.Crashed(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	if err != nil {

@@ -16,20 +16,21 @@ import (
 	"time"
 
 	"lifeline/cluster/blob"
+	"lifeline/e2e/kit"
 )
 
 // measurement runs the steps of one scale run in order.
 type measurement struct {
 	o    options
-	c    *cluster
+	c    *kit.Cluster
 	s    *sampler
 	rep  *report
 	logf func(string, ...any)
 	tmp  string
 	bin  string
 
-	nodes  []*node // the three founding nodes
-	dead   string  // the closed port the domain's mail goes to
+	nodes  []*kit.Node // the three founding nodes
+	dead   string      // the closed port the domain's mail goes to
 	blobs  []string
 	queued int
 }
@@ -66,7 +67,7 @@ func (m *measurement) run(ctx context.Context) error {
 	}
 	m.s.setPhase("end")
 	if ld, err := m.leader(ctx); err == nil {
-		if q, err := ld.queue(ctx); err == nil {
+		if q, err := queue(ctx, ld); err == nil {
 			m.rep.AttemptsAtEnd = sampleAttempts(q, len(q))
 		}
 	}
@@ -77,7 +78,7 @@ func (m *measurement) startCluster(ctx context.Context) error {
 	m.logf("starting %d nodes in %s", clusterSize, m.tmp)
 	for i := range clusterSize {
 		id := fmt.Sprintf("n%d", i+1)
-		n, err := newNode(m.bin, id, filepath.Join(m.tmp, id), m.c.token)
+		n, err := m.c.NewNode(m.bin, m.tmp, id)
 		if err != nil {
 			return err
 		}
@@ -85,50 +86,14 @@ func (m *measurement) startCluster(ctx context.Context) error {
 		m.rep.node(id).Role = "founder"
 	}
 	for i, n := range m.nodes {
-		var join []string
-		for j, p := range m.nodes {
-			if j != i {
-				join = append(join, p.gossipAddr)
-			}
-		}
-		if err := n.start(m.c.key, clusterSize, join); err != nil {
+		n.Args = append(kit.JoinArgs(m.nodes, i), "--log-level", "warn")
+		if _, err := n.Launch(); err != nil {
 			return err
 		}
-		m.c.add(n)
+		m.c.Add(n)
 	}
 	start := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	last := ""
-	err := poll(wctx, 100*time.Millisecond, func() (bool, error) {
-		if err := m.c.crashed(); err != nil {
-			return false, err
-		}
-		leaders := map[string]bool{}
-		for _, n := range m.nodes {
-			code, h, err := n.health(wctx)
-			if err != nil || code != http.StatusOK {
-				last = fmt.Sprintf("%s /healthz: %d %v %s", n.id, code, err, h.Error)
-				return false, nil
-			}
-			st, err := n.status(wctx)
-			if err != nil {
-				last = fmt.Sprintf("%s /api/v1/status: %v", n.id, err)
-				return false, nil
-			}
-			if st.voters() != clusterSize || st.Cluster.LeaderID == "" {
-				last = fmt.Sprintf("%s sees %d voters, leader %q", n.id, st.voters(), st.Cluster.LeaderID)
-				return false, nil
-			}
-			leaders[st.Cluster.LeaderID] = true
-		}
-		if len(leaders) != 1 {
-			last = fmt.Sprintf("nodes disagree on the leader: %v", leaders)
-			return false, nil
-		}
-		return true, nil
-	}, func() string { return "cluster forming: " + last })
-	if err != nil {
+	if err := m.c.WaitFormed(ctx, 2*time.Minute); err != nil {
 		return err
 	}
 	m.rep.FormSeconds = time.Since(start).Seconds()
@@ -139,33 +104,18 @@ func (m *measurement) startCluster(ctx context.Context) error {
 // addDomain protects the domain with `lifeline admin domain add`, its
 // destination a closed port, and waits until every node knows it.
 func (m *measurement) addDomain(ctx context.Context) error {
-	ports, err := freePorts(1)
+	ports, err := kit.FreePorts(1)
 	if err != nil {
 		return err
 	}
 	m.dead = ports[0]
-	out, err := m.nodes[0].admin(ctx, "domain", "add", scaleDomain, "--destination", m.dead)
-	if err != nil {
-		return fmt.Errorf("lifeline admin domain add: %v: %s", err, out)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	last := ""
-	return poll(wctx, 100*time.Millisecond, func() (bool, error) {
-		for _, n := range m.nodes {
-			if err := n.api(wctx, 5*time.Second, http.MethodGet, "/api/v1/domains/"+scaleDomain, nil); err != nil {
-				last = n.id + ": " + err.Error()
-				return false, nil
-			}
-		}
-		return true, nil
-	}, func() string { return "domain on every node: " + last })
+	return kit.AddDomain(ctx, m.nodes, scaleDomain, m.dead)
 }
 
 func (m *measurement) memLine() string {
 	var b strings.Builder
-	for _, n := range m.c.list() {
-		fmt.Fprintf(&b, " %s=%.0fMiB", n.id, mib(m.s.current(n.id).RSS))
+	for _, n := range m.c.Nodes() {
+		fmt.Fprintf(&b, " %s=%.0fMiB", n.ID, mib(m.s.current(n.ID).RSS))
 	}
 	return "RSS" + b.String()
 }
@@ -173,7 +123,7 @@ func (m *measurement) memLine() string {
 func (m *measurement) fill(ctx context.Context) error {
 	var addrs []string
 	for _, n := range m.nodes {
-		addrs = append(addrs, n.smtpAddr)
+		addrs = append(addrs, n.SMTP)
 	}
 	m.logf("sending %d messages of %d bytes over %d sessions", m.o.messages, m.o.size, m.o.sessions)
 	start := time.Now()
@@ -200,17 +150,17 @@ func (m *measurement) fill(ctx context.Context) error {
 }
 
 // leader returns the founding node that the founders agree leads.
-func (m *measurement) leader(ctx context.Context) (*node, error) {
+func (m *measurement) leader(ctx context.Context) (*kit.Node, error) {
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var found *node
+	var found *kit.Node
 	last := ""
-	err := poll(wctx, 100*time.Millisecond, func() (bool, error) {
+	err := kit.Poll(wctx, 100*time.Millisecond, func() string { return "finding the leader: " + last }, func() (bool, error) {
 		ids := map[string]bool{}
 		for _, n := range m.nodes {
-			_, h, err := n.health(wctx)
+			_, h, err := n.Health(wctx)
 			if err != nil {
-				last = n.id + ": " + err.Error()
+				last = n.ID + ": " + err.Error()
 				return false, nil
 			}
 			ids[h.Leader] = true
@@ -220,14 +170,14 @@ func (m *measurement) leader(ctx context.Context) (*node, error) {
 			return false, nil
 		}
 		for _, n := range m.nodes {
-			if ids[n.id] {
+			if ids[n.ID] {
 				found = n
 				return true, nil
 			}
 		}
 		last = fmt.Sprintf("leader %v is not a founder", ids)
 		return false, nil
-	}, func() string { return "finding the leader: " + last })
+	})
 	return found, err
 }
 
@@ -238,30 +188,30 @@ func (m *measurement) settle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.rep.node(ld.id).Role = "founder, leader after fill"
-	_, lh, err := ld.health(ctx)
+	m.rep.node(ld.ID).Role = "founder, leader after fill"
+	_, lh, err := ld.Health(ctx)
 	if err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	last := ""
-	err = poll(wctx, 200*time.Millisecond, func() (bool, error) {
+	err = kit.Poll(wctx, 200*time.Millisecond, func() string { return "followers applying the fill: " + last }, func() (bool, error) {
 		for _, n := range m.nodes {
-			_, h, err := n.health(wctx)
+			_, h, err := n.Health(wctx)
 			if err != nil || h.AppliedIndex < lh.AppliedIndex {
-				last = fmt.Sprintf("%s applied %d of %d (%v)", n.id, h.AppliedIndex, lh.AppliedIndex, err)
+				last = fmt.Sprintf("%s applied %d of %d (%v)", n.ID, h.AppliedIndex, lh.AppliedIndex, err)
 				return false, nil
 			}
 		}
 		return true, nil
-	}, func() string { return "followers applying the fill: " + last })
+	})
 	if err != nil {
 		return err
 	}
 
 	start := time.Now()
-	q, err := ld.queue(ctx)
+	q, err := queue(ctx, ld)
 	if err != nil {
 		return fmt.Errorf("listing the spool: %w", err)
 	}
@@ -290,11 +240,11 @@ func (m *measurement) settle(ctx context.Context) error {
 	}
 	m.rep.Spool = v
 	m.logf("spool: %d messages listed by the leader %s in %.1fs, %d distinct bodies, %d accepted IDs missing",
-		len(q), ld.id, m.rep.QueueListSeconds, len(blobs), v.Missing)
+		len(q), ld.ID, m.rep.QueueListSeconds, len(blobs), v.Missing)
 	for _, n := range m.nodes {
-		d := dataDirSize(n.dataDir)
-		m.rep.node(n.id).DataAfterFill = &d
-		m.logf("%s data after fill: %s", n.id, d)
+		d := dataDirSize(n.DataDir)
+		m.rep.node(n.ID).DataAfterFill = &d
+		m.logf("%s data after fill: %s", n.ID, d)
 	}
 	return nil
 }
@@ -306,17 +256,17 @@ var snapshotWritten = regexp.MustCompile(`snapshot written in ([0-9.]+)s`)
 func (m *measurement) snapshots(ctx context.Context) error {
 	for i, n := range m.nodes {
 		r := &snapshotResult{Via: "lifeline admin cluster snapshot"}
-		m.rep.node(n.id).Snapshot = r
+		m.rep.node(n.ID).Snapshot = r
 		for try := 0; ; try++ {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 			start := time.Now()
-			out, err := n.admin(sctx, "cluster", "snapshot")
+			out, err := admin(sctx, n, "cluster", "snapshot")
 			r.WallSeconds = time.Since(start).Seconds()
 			cancel()
 			if err == nil {
 				mm := snapshotWritten.FindStringSubmatch(out)
 				if mm == nil {
-					return fmt.Errorf("%s: unexpected output of lifeline admin cluster snapshot: %q", n.id, out)
+					return fmt.Errorf("%s: unexpected output of lifeline admin cluster snapshot: %q", n.ID, out)
 				}
 				r.Seconds, _ = strconv.ParseFloat(mm[1], 64)
 				break
@@ -328,31 +278,31 @@ func (m *measurement) snapshots(ctx context.Context) error {
 				// An automatic snapshot was just taken: one harmless
 				// write gives this one something to cover.
 				r.Notes = append(r.Notes, "first try: "+out+"; added a domain and tried again")
-				if o, err := n.admin(ctx, "domain", "add", fmt.Sprintf("noop%d-%d.scale.test", i, try), "--destination", m.dead); err != nil {
-					return fmt.Errorf("%s: lifeline admin domain add: %v: %s", n.id, err, o)
+				if o, err := admin(ctx, n, "domain", "add", fmt.Sprintf("noop%d-%d.scale.test", i, try), "--destination", m.dead); err != nil {
+					return fmt.Errorf("%s: lifeline admin domain add: %v: %s", n.ID, err, o)
 				}
 				continue
 			}
 			// The command failed: say so, and measure through the API
 			// with a longer patience so the figure is not lost.
 			r.Notes = append(r.Notes, fmt.Sprintf("lifeline admin cluster snapshot failed after %.1fs: %v: %s", r.WallSeconds, err, out))
-			m.logf("%s: lifeline admin cluster snapshot failed after %.1fs: %v: %s; trying POST /api/v1/cluster/snapshot", n.id, r.WallSeconds, err, out)
+			m.logf("%s: lifeline admin cluster snapshot failed after %.1fs: %v: %s; trying POST /api/v1/cluster/snapshot", n.ID, r.WallSeconds, err, out)
 			var body struct {
 				Seconds float64 `json:"seconds"`
 			}
 			start = time.Now()
-			err = n.api(ctx, 10*time.Minute, http.MethodPost, "/api/v1/cluster/snapshot", &body)
+			err = api(ctx, n, 10*time.Minute, http.MethodPost, "/api/v1/cluster/snapshot", &body)
 			r.WallSeconds = time.Since(start).Seconds()
 			if err != nil {
-				return fmt.Errorf("%s: snapshot through the API failed too after %.1fs: %w%s", n.id, r.WallSeconds, err, n.logTail())
+				return fmt.Errorf("%s: snapshot through the API failed too after %.1fs: %w%s", n.ID, r.WallSeconds, err, n.LogTail(30))
 			}
 			r.Via = "POST /api/v1/cluster/snapshot"
 			r.Seconds = body.Seconds
 			break
 		}
-		snapshotSize(filepath.Join(n.dataDir, "raft", "snapshots"), r)
+		snapshotSize(filepath.Join(n.DataDir, "raft", "snapshots"), r)
 		m.logf("%s: snapshot written in %.2fs (%.2fs wall): index %d, %.1f MiB (snapshots/ holds %.1f MiB); %s",
-			n.id, r.Seconds, r.WallSeconds, r.Index, mib(r.Bytes), mib(r.DirBytes), m.memLine())
+			n.ID, r.Seconds, r.WallSeconds, r.Index, mib(r.Bytes), mib(r.DirBytes), m.memLine())
 	}
 	return nil
 }
@@ -392,32 +342,34 @@ func (m *measurement) join(ctx context.Context) error {
 		return err
 	}
 	var snapIndex uint64
-	if s := m.rep.node(ld.id).Snapshot; s != nil {
+	if s := m.rep.node(ld.ID).Snapshot; s != nil {
 		snapIndex = s.Index
 	}
-	n4, err := newNode(m.bin, "n4", filepath.Join(m.tmp, "n4"), m.c.token)
+	n4, err := m.c.NewNode(m.bin, m.tmp, "n4")
 	if err != nil {
 		return err
 	}
-	m.rep.node(n4.id).Role = "joined empty"
+	m.rep.node(n4.ID).Role = "joined empty"
 	var join []string
 	for _, n := range m.nodes {
-		join = append(join, n.gossipAddr)
+		join = append(join, n.Gossip)
 	}
 	m.logf("starting n4 with an empty data directory, joining %s", strings.Join(join, ","))
-	if err := n4.start(m.c.key, clusterSize, join); err != nil {
+	n4.Args = []string{"--bootstrap-expect", fmt.Sprint(clusterSize), "--join", strings.Join(join, ","), "--log-level", "warn"}
+	run, err := n4.Launch()
+	if err != nil {
 		return err
 	}
-	m.c.add(n4)
-	t0 := n4.started
-	j := &joinResult{Leader: ld.id, SnapshotIndex: snapIndex, Bodies: len(m.blobs)}
+	m.c.Add(n4)
+	t0 := run.Started()
+	j := &joinResult{Leader: ld.ID, SnapshotIndex: snapIndex, Bodies: len(m.blobs)}
 	m.rep.Join = j
 	since := func() float64 { return time.Since(t0).Seconds() }
 
-	blobDir := filepath.Join(n4.dataDir, "blobs")
+	blobDir := filepath.Join(n4.DataDir, "blobs")
 	remaining := append([]string(nil), m.blobs...)
 	var (
-		st4, stL       statusReport
+		st4, stL       kit.Status
 		st4OK          bool
 		lastSlow       time.Time
 		lastLog        = time.Now()
@@ -434,17 +386,17 @@ func (m *measurement) join(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("n4 catching up: voter after %s, state caught up %v (applied %d of the leader's %d), %d of %d bodies, blob_lag %d: %w%s",
-				secs(j.VoterSeconds), stateDone, applied4, leaderApplied, len(m.blobs)-len(remaining), len(m.blobs), st4.BlobLag, context.Cause(ctx), n4.logTail())
+				secs(j.VoterSeconds), stateDone, applied4, leaderApplied, len(m.blobs)-len(remaining), len(m.blobs), st4.BlobLag, context.Cause(ctx), n4.LogTail(30))
 		case <-tick.C:
 		}
-		if err := m.c.crashed(); err != nil {
+		if err := m.c.Crashed(); err != nil {
 			return err
 		}
 		// The leader first, so n4 equal to or past it means caught up.
-		if _, h, err := ld.health(ctx); err == nil {
+		if _, h, err := ld.Health(ctx); err == nil {
 			leaderApplied = h.AppliedIndex
 		}
-		if _, h, err := n4.health(ctx); err == nil {
+		if _, h, err := n4.Health(ctx); err == nil {
 			applied4 = h.AppliedIndex
 		}
 		if j.RestoreSeconds == 0 && snapIndex > 0 && applied4 >= snapIndex {
@@ -455,20 +407,20 @@ func (m *measurement) join(ctx context.Context) error {
 			lastSlow = time.Now()
 			// The token lives in the replicated state, so n4 answers 401
 			// until it has the state.
-			s, err := n4.status(ctx)
+			s, err := n4.APIStatus(ctx)
 			st4OK = err == nil
 			if st4OK {
 				st4 = s
 				j.BlobLagMax = max(j.BlobLagMax, s.BlobLag)
 			}
-			if s, err := ld.status(ctx); err == nil {
+			if s, err := ld.APIStatus(ctx); err == nil {
 				stL = s
 			}
-			if j.LeaderSeesVoterSeconds == 0 && stL.suffrage(n4.id) == "voter" {
+			if j.LeaderSeesVoterSeconds == 0 && stL.Suffrage(n4.ID) == "voter" {
 				j.LeaderSeesVoterSeconds = since()
 				m.logf("n4: the leader lists it as a voter after %.1fs", j.LeaderSeesVoterSeconds)
 			}
-			if j.VoterSeconds == 0 && st4OK && st4.suffrage(n4.id) == "voter" {
+			if j.VoterSeconds == 0 && st4OK && st4.Suffrage(n4.ID) == "voter" {
 				j.VoterSeconds = since()
 				m.logf("n4: its own status shows it as a voter after %.1fs", j.VoterSeconds)
 			}
@@ -497,7 +449,7 @@ func (m *measurement) join(ctx context.Context) error {
 		if time.Since(lastLog) >= 10*time.Second {
 			lastLog = time.Now()
 			m.logf("n4 after %.0fs: suffrage %q (leader's view %q), applied %d/%d, bodies %d/%d, blob_lag %d (status ok %v); %s",
-				since(), st4.suffrage(n4.id), stL.suffrage(n4.id), applied4, leaderApplied,
+				since(), st4.Suffrage(n4.ID), stL.Suffrage(n4.ID), applied4, leaderApplied,
 				len(m.blobs)-len(remaining), len(m.blobs), st4.BlobLag, st4OK, m.memLine())
 		}
 	}
@@ -507,13 +459,13 @@ func (m *measurement) join(ctx context.Context) error {
 	// The spool count is cached for a few seconds on each node.
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	poll(wctx, time.Second, func() (bool, error) {
-		s, err := n4.status(wctx)
+	kit.Poll(wctx, time.Second, func() string { return "" }, func() (bool, error) {
+		s, err := n4.APIStatus(wctx)
 		if err == nil {
-			j.QueueMessages = s.Queue.Messages
+			j.QueueMessages = int64(s.Queue.Messages)
 		}
 		return j.QueueMessages == int64(m.queued), nil
-	}, func() string { return "" })
+	})
 	if j.QueueMessages != int64(m.queued) {
 		m.rep.Problems = append(m.rep.Problems, fmt.Sprintf("n4 reports %d spooled messages, the leader listed %d", j.QueueMessages, m.queued))
 	}
@@ -610,19 +562,19 @@ func (m *measurement) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.logf("lifeline admin queue flush against the leader %s; watching for %v", ld.id, m.o.flushWatch)
-	if out, err := ld.admin(ctx, "queue", "flush"); err != nil {
+	m.logf("lifeline admin queue flush against the leader %s; watching for %v", ld.ID, m.o.flushWatch)
+	if out, err := admin(ctx, ld, "queue", "flush"); err != nil {
 		return fmt.Errorf("lifeline admin queue flush: %v: %s", err, out)
 	}
 	sleepCtx(ctx, m.o.flushWatch)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f := &flushResult{Leader: ld.id, WatchSeconds: m.o.flushWatch.Seconds()}
-	if p, ok := m.s.inPhase(ld.id, "flush"); ok {
+	f := &flushResult{Leader: ld.ID, WatchSeconds: m.o.flushWatch.Seconds()}
+	if p, ok := m.s.inPhase(ld.ID, "flush"); ok {
 		f.LeaderMaxRSSMiB, f.LeaderMaxAnonMiB = mib(p.RSS), mib(p.Anon)
 	}
 	m.rep.Flush = f
-	m.logf("queue flush: leader %s peaked at %.0f MiB RSS (anon %.0f); %s", ld.id, f.LeaderMaxRSSMiB, f.LeaderMaxAnonMiB, m.memLine())
+	m.logf("queue flush: leader %s peaked at %.0f MiB RSS (anon %.0f); %s", ld.ID, f.LeaderMaxRSSMiB, f.LeaderMaxAnonMiB, m.memLine())
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"lifeline/e2e/kit"
 )
 
 type report struct {
@@ -109,11 +111,11 @@ func (r *report) node(id string) *nodeReport {
 var phases = []string{"start", "fill", "settle", "snapshot", "flush", "join", "end"}
 
 // memory copies the sampler's peaks into the report.
-func (r *report) memory(nodes []*node, s *sampler) {
+func (r *report) memory(nodes []*kit.Node, s *sampler) {
 	limit := int64(r.LimitMiB) << 20
 	for _, n := range nodes {
-		nr := r.node(n.id)
-		best, phase, samples, hwm := s.overall(n.id)
+		nr := r.node(n.ID)
+		best, phase, samples, hwm := s.overall(n.ID)
 		nr.Samples = samples
 		nr.MaxRSSMiB, nr.MaxAnonMiB, nr.MaxFileMiB, nr.HWMMiB = mib(best.Max.RSS), mib(best.Max.Anon), mib(best.Max.File), mib(hwm)
 		if samples > 0 {
@@ -121,11 +123,11 @@ func (r *report) memory(nodes []*node, s *sampler) {
 		}
 		nr.UnderLimit = samples > 0 && max(best.Max.RSS, hwm) < limit
 		for _, p := range phases {
-			if m, ok := s.inPhase(n.id, p); ok {
+			if m, ok := s.inPhase(n.ID, p); ok {
 				nr.PhaseMaxMiB[p] = mib(m.RSS)
 			}
 		}
-		if n.id == "n4" && r.Join != nil {
+		if n.ID == "n4" && r.Join != nil {
 			r.Join.MaxRSSMiB = nr.MaxRSSMiB
 		}
 	}
@@ -300,11 +302,11 @@ type logCount struct {
 	Last  string `json:"last"`
 }
 
-func scanLogs(nodes []*node) []logSummary {
+func scanLogs(nodes []*kit.Node) []logSummary {
 	var out []logSummary
 	for _, n := range nodes {
-		s := logSummary{Node: n.id, Path: n.logPath}
-		f, err := os.Open(n.logPath)
+		s := logSummary{Node: n.ID, Path: n.LogPath}
+		f, err := os.Open(n.LogPath)
 		if err != nil {
 			continue
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"lifeline/e2e/kit"
 )
 
 // memSample is one reading of /proc/PID/status, in bytes.
@@ -70,12 +72,12 @@ type sampler struct {
 	hwm   map[string]int64
 	last  map[string]memSample
 	over  map[string]bool // already said that it crossed the limit
-	nodes func() []*node
+	nodes func() []*kit.Node
 	limit int64
 	logf  func(string, ...any)
 }
 
-func newSampler(nodes func() []*node, limit int64, logf func(string, ...any)) *sampler {
+func newSampler(nodes func() []*kit.Node, limit int64, logf func(string, ...any)) *sampler {
 	return &sampler{phase: "start", peaks: map[string]map[string]*peak{}, hwm: map[string]int64{},
 		last: map[string]memSample{}, over: map[string]bool{}, nodes: nodes, limit: limit, logf: logf}
 }
@@ -101,21 +103,22 @@ func (s *sampler) run(ctx context.Context) {
 
 func (s *sampler) sample() {
 	for _, n := range s.nodes() {
-		if !n.running() {
+		r := n.Current()
+		if r == nil || !n.Running() {
 			continue
 		}
-		m, err := readMem(n.pid())
+		m, err := readMem(r.PID())
 		if err != nil || m.RSS == 0 {
 			continue
 		}
 		s.mu.Lock()
-		s.last[n.id] = m
+		s.last[n.ID] = m
 		// VmHWM catches a peak between two samples.
-		s.hwm[n.id] = max(s.hwm[n.id], m.HWM)
-		byPhase := s.peaks[n.id]
+		s.hwm[n.ID] = max(s.hwm[n.ID], m.HWM)
+		byPhase := s.peaks[n.ID]
 		if byPhase == nil {
 			byPhase = map[string]*peak{}
-			s.peaks[n.id] = byPhase
+			s.peaks[n.ID] = byPhase
 		}
 		p := byPhase[s.phase]
 		if p == nil {
@@ -126,13 +129,13 @@ func (s *sampler) sample() {
 		if m.RSS > p.Max.RSS {
 			p.Max, p.At = m, time.Now()
 		}
-		first := m.RSS >= s.limit && !s.over[n.id]
-		s.over[n.id] = s.over[n.id] || first
+		first := m.RSS >= s.limit && !s.over[n.ID]
+		s.over[n.ID] = s.over[n.ID] || first
 		phase := s.phase
 		s.mu.Unlock()
 		if first {
 			s.logf("%s: RSS %.0f MiB (anon %.0f, file %.0f) crossed the limit of %.0f MiB during %s",
-				n.id, mib(m.RSS), mib(m.Anon), mib(m.File), mib(s.limit), phase)
+				n.ID, mib(m.RSS), mib(m.Anon), mib(m.File), mib(s.limit), phase)
 		}
 	}
 }
@@ -175,7 +178,7 @@ type leaderEvent struct {
 // watchLeader asks a founding node for the term and leader every second
 // and records every change: an election during the run says a lot about
 // the figures around it.
-func watchLeader(ctx context.Context, founders func() []*node, s *sampler, start time.Time, logf func(string, ...any), out *[]leaderEvent, mu *sync.Mutex) {
+func watchLeader(ctx context.Context, founders func() []*kit.Node, s *sampler, start time.Time, logf func(string, ...any), out *[]leaderEvent, mu *sync.Mutex) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var term uint64
@@ -187,10 +190,10 @@ func watchLeader(ctx context.Context, founders func() []*node, s *sampler, start
 		case <-t.C:
 		}
 		for _, n := range founders() {
-			if !n.running() {
+			if !n.Running() {
 				continue
 			}
-			st, err := n.status(ctx)
+			st, err := n.APIStatus(ctx)
 			if err != nil {
 				continue
 			}
@@ -202,7 +205,7 @@ func watchLeader(ctx context.Context, founders func() []*node, s *sampler, start
 				first := len(*out) == 1
 				mu.Unlock()
 				if !first {
-					logf("leader: term %d, leader %q (seen by %s during %s)", term, leader, n.id, ev.Phase)
+					logf("leader: term %d, leader %q (seen by %s during %s)", term, leader, n.ID, ev.Phase)
 				}
 			}
 			break

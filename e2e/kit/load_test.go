@@ -1,4 +1,4 @@
-package main
+package kit
 
 import (
 	"bufio"
@@ -108,14 +108,14 @@ func (f *fakeMX) serve(c net.Conn, size int) {
 	}
 }
 
-func TestRunLoadCountsAndErrors(t *testing.T) {
+func TestLoadCountsAndErrors(t *testing.T) {
 	for _, size := range []int{512, 4096, 4097, 4175} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			f := startFakeMX(t, size)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			res, err := runLoad(ctx, loadConfig{
-				Addr: f.ln.Addr().String(), Sessions: 4, Messages: 300, Warmup: 20, Size: size, RcptDomain: "bench.test",
+			res, err := Load(ctx, LoadConfig{
+				Addrs: []string{f.ln.Addr().String()}, Sessions: 4, Messages: 300, Warmup: 20, Size: size, RcptDomain: "bench.test",
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -135,8 +135,8 @@ func TestRunLoadCountsAndErrors(t *testing.T) {
 			if f.bodies != 18+270 {
 				t.Errorf("server saw %d messages, want %d", f.bodies, 18+270)
 			}
-			if len(res.ErrorKind) != 1 || !strings.Contains(res.ErrorKind[0].Text, "RCPT: 451") {
-				t.Errorf("error kinds %+v", res.ErrorKind)
+			if len(res.ErrorKinds) != 1 || !strings.Contains(res.ErrorKinds[0].Text, "RCPT: 451") {
+				t.Errorf("error kinds %+v", res.ErrorKinds)
 			}
 			if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 || res.Rate <= 0 {
 				t.Errorf("figures %+v", res)
@@ -145,7 +145,7 @@ func TestRunLoadCountsAndErrors(t *testing.T) {
 	}
 }
 
-func TestRunLoadStopsOnCancel(t *testing.T) {
+func TestLoadStopsOnCancel(t *testing.T) {
 	// A server that greets and then never answers EHLO's successor.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -173,7 +173,7 @@ func TestRunLoadStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = runLoad(ctx, loadConfig{Addr: ln.Addr().String(), Sessions: 3, Messages: 10, Size: 1024, RcptDomain: "bench.test"})
+	_, err = Load(ctx, LoadConfig{Addrs: []string{ln.Addr().String()}, Sessions: 3, Messages: 10, Size: 1024, RcptDomain: "bench.test"})
 	if err == nil {
 		t.Fatal("want an error from a cancelled run")
 	}
@@ -187,34 +187,35 @@ func TestPercentile(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		s = append(s, time.Duration(i))
 	}
-	if p := percentile(s, 0.5); p != 50 {
+	if p := Percentile(s, 0.5); p != 50 {
 		t.Errorf("p50 %d", p)
 	}
-	if p := percentile(s, 0.99); p != 99 {
+	if p := Percentile(s, 0.99); p != 99 {
 		t.Errorf("p99 %d", p)
 	}
-	if p := percentile(s[:1], 0.99); p != 1 {
+	if p := Percentile(s[:1], 0.99); p != 1 {
 		t.Errorf("p99 of one %d", p)
 	}
-	if p := percentile(nil, 0.5); p != 0 {
+	if p := Percentile(nil, 0.5); p != 0 {
 		t.Errorf("empty %d", p)
 	}
 }
 
-func TestMasterCf(t *testing.T) {
-	p := newPostfixInstance(t.TempDir(), "127.0.0.1:2525")
-	out, err := p.masterCf(t.TempDir())
+func TestLoadRoundRobin(t *testing.T) {
+	a, b := startFakeMX(t, 1024), startFakeMX(t, 1024)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := Load(ctx, LoadConfig{
+		Addrs: []string{a.ln.Addr().String(), b.ln.Addr().String()}, Sessions: 4, Messages: 100, Size: 1024, RcptDomain: "bench.test",
+	})
 	if err != nil {
-		t.Skip("no package master.cf here:", err)
+		t.Fatal(err)
 	}
-	s := string(out)
-	if !strings.Contains(s, "\n127.0.0.1:2525  inet  n  -  n  -  -  smtpd") {
-		t.Errorf("listener not rewritten:\n%s", s)
-	}
-	for _, line := range strings.Split(s, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 8 && line[0] != '#' && line[0] != ' ' && f[4] != "n" {
-			t.Errorf("chroot left on: %q", line)
-		}
+	a.mu.Lock()
+	b.mu.Lock()
+	defer a.mu.Unlock()
+	defer b.mu.Unlock()
+	if a.bodies == 0 || b.bodies == 0 || a.bodies+b.bodies != res.Accepted || res.Accepted != 90 {
+		t.Errorf("server a saw %d, b %d, accepted %d; want both > 0 and 90 in all", a.bodies, b.bodies, res.Accepted)
 	}
 }
