@@ -2,7 +2,7 @@
 
 package e2e
 
-// Separate hosts for the end-to-end tests (DESIGN.md §6, level 3): each
+// Separate hosts for the end-to-end tests (docs/design.md §6, level 3): each
 // node runs in its own network namespace, plugged by a veth pair into a
 // bridge that lives in one more namespace, the "switch". Nothing here
 // touches the host's own networking: no interface, address or route is

@@ -18,13 +18,13 @@ import (
 // The "next release" for the rolling-upgrade test: today's tree plus files
 // laid over it at build time (go build -overlay), so the test needs no git
 // history and leaves the tree untouched. The next release writes two
-// command types this release does not know (DESIGN.md §3.3):
+// command types this release does not know (docs/design.md §3.3):
 //
 //   - one flagged ignorable: while it leads, it commits a version
 //     announcement every 200ms. A node of this release must skip those
 //     entries and keep going.
-//   - one not ignorable (nextFSMSrc, wired into Decode and Apply by
-//     patching fsm/console.go): every next-release node tries to commit
+//   - one not ignorable (nextFSMSrc, given its row in the command table
+//     by patching fsm/commands.go): every next-release node tries to commit
 //     one every 500ms until it succeeds. A node of this release would stop
 //     on it, so the cluster must refuse it until every node runs the next
 //     release, and then commit it everywhere.
@@ -161,8 +161,6 @@ func init() {
 // applied it.
 const nextFSMSrc = `package fsm
 
-import bolt "go.etcd.io/bbolt"
-
 // TypeUpgradeMark is new in the next release and not ignorable: a node of
 // the previous release stops on it.
 const TypeUpgradeMark CommandType = %d
@@ -172,37 +170,17 @@ type UpgradeMark struct {
 	Node string ` + "`codec:\"n\"`" + `
 }
 
-func nextTypeOf(cmd any) (CommandType, bool) {
-	if _, ok := cmd.(*UpgradeMark); ok {
-		return TypeUpgradeMark, true
-	}
-	return 0, false
-}
-
-func newNextCommand(t CommandType) any {
-	if t == TypeUpgradeMark {
-		return &UpgradeMark{}
-	}
+func applyUpgradeMark(a *applier, c *UpgradeMark) error {
+	a.logger.Info("UPGRADE-TEST applied gated command", "from", c.Node)
 	return nil
-}
-
-func (f *FSM) applyNext(tx *bolt.Tx, cmd any) (error, bool) {
-	c, ok := cmd.(*UpgradeMark)
-	if !ok {
-		return nil, false
-	}
-	f.logger.Info("UPGRADE-TEST applied gated command", "from", c.Node)
-	return nil, true
 }
 `
 
-// nextConsolePatch wires nextFSMSrc into fsm/console.go's three dispatch
-// functions, which Decode, Encode and Apply consult: each string is an
-// anchor in today's file and the code inserted after it.
-var nextConsolePatch = [][2]string{
-	{"func newConsoleCommand(t CommandType) any {\n", "\tif c := newNextCommand(t); c != nil {\n\t\treturn c\n\t}\n"},
-	{"func consoleTypeOf(cmd any) (CommandType, bool) {\n", "\tif t, ok := nextTypeOf(cmd); ok {\n\t\treturn t, true\n\t}\n"},
-	{"func (f *FSM) applyConsole(tx *bolt.Tx, cmd any) (err error, ok bool) {\n", "\tif err, ok := f.applyNext(tx, cmd); ok {\n\t\treturn err, true\n\t}\n"},
+// nextCommandsPatch gives nextFSMSrc's type its row in fsm/commands.go's
+// table, which Encode, Decode and Apply all read: each string is an anchor
+// in today's file and the code inserted after it.
+var nextCommandsPatch = [][2]string{
+	{"var commands = [256]commandRow{\n", "\tTypeUpgradeMark: applierRow(applyUpgradeMark),\n"},
 }
 
 // nextGatedType is the number of the next release's non-ignorable type:
@@ -230,7 +208,7 @@ func patchSource(t *testing.T, path string, patch [][2]string) string {
 	src := string(b)
 	for _, p := range patch {
 		if n := strings.Count(src, p[0]); n != 1 {
-			t.Fatalf("building the next release: %s contains %q %d times, want once; update nextConsolePatch in e2e/upgrade_test.go", path, p[0], n)
+			t.Fatalf("building the next release: %s contains %q %d times, want once; update nextCommandsPatch in e2e/upgrade_test.go", path, p[0], n)
 		}
 		src = strings.Replace(src, p[0], p[0]+p[1], 1)
 	}
@@ -246,13 +224,13 @@ func buildNext(t *testing.T, gated fsm.CommandType) string {
 		t.Fatal(err)
 	}
 	nodeFile, mainFile := filepath.Join(dir, "next_node.go"), filepath.Join(dir, "next_main.go")
-	fsmFile, consoleFile := filepath.Join(dir, "next_fsm.go"), filepath.Join(dir, "console.go")
-	consolePath := filepath.Join(root, "fsm", "console.go")
+	fsmFile, commandsFile := filepath.Join(dir, "next_fsm.go"), filepath.Join(dir, "commands.go")
+	commandsPath := filepath.Join(root, "fsm", "commands.go")
 	for file, src := range map[string]string{
-		nodeFile:    nextNodeSrc,
-		mainFile:    nextMainSrc,
-		fsmFile:     fmt.Sprintf(nextFSMSrc, gated),
-		consoleFile: patchSource(t, consolePath, nextConsolePatch),
+		nodeFile:     nextNodeSrc,
+		mainFile:     nextMainSrc,
+		fsmFile:      fmt.Sprintf(nextFSMSrc, gated),
+		commandsFile: patchSource(t, commandsPath, nextCommandsPatch),
 	} {
 		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
@@ -262,7 +240,7 @@ func buildNext(t *testing.T, gated fsm.CommandType) string {
 		filepath.Join(root, "node", "zz_upgrade_next.go"): nodeFile,
 		filepath.Join(root, "zz_upgrade_next.go"):         mainFile,
 		filepath.Join(root, "fsm", "zz_upgrade_next.go"):  fsmFile,
-		consolePath: consoleFile,
+		commandsPath: commandsFile,
 	}})
 	overlayFile := filepath.Join(dir, "overlay.json")
 	os.WriteFile(overlayFile, overlay, 0o644)

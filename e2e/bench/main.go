@@ -1,6 +1,6 @@
 // Command bench measures Lifeline side by side with Debian's Postfix on the
 // same machine set up the same way (queue on local disk, fsync on, the test
-// domain relayed to a loopback destination). DESIGN.md §6 asks for a ratio,
+// domain relayed to a loopback destination). docs/design.md §6 asks for a ratio,
 // never an absolute time: machines differ, the ratio is what the product
 // states.
 //
