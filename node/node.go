@@ -68,7 +68,9 @@ type Node struct {
 
 	// alertWake and smsWake nudge the leader's alert and SMS loops.
 	alertWake chan struct{}
-	smsWake   chan struct{}
+	// alertPasses counts finished alert passes (AlertPasses).
+	alertPasses atomic.Uint64
+	smsWake     chan struct{}
 
 	stop chan struct{}
 	wg   sync.WaitGroup

@@ -1,16 +1,14 @@
 package node
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"lifeline/e2e/kit"
 	"lifeline/fsm"
 )
 
@@ -35,14 +33,9 @@ func startTestNodeWith(t *testing.T, tune func(*Config)) *Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
+	kit.Wait(t, 20*time.Second, 20*time.Millisecond, "the node to become healthy", func() (bool, error) { return n.Healthy() == nil, nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for n.Healthy() != nil {
-		if ctx.Err() != nil {
-			t.Fatal("node never became healthy")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	if err := n.Apply(ctx, &fsm.DomainPut{Name: "customer.test", Destination: "127.0.0.1:1", At: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -53,33 +46,11 @@ func startTestNodeWith(t *testing.T, tune func(*Config)) *Node {
 // not a success.
 func smtpTransaction(t *testing.T, addr string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	r, err := kit.Send(addr, "a@example.net", []string{"u@customer.test"}, "Subject: x\r\n\r\nbody\r\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(conn)
-	read := func() string {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatalf("read: %v", err)
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimSpace(line)
-			}
-		}
-	}
-	read()
-	for _, c := range []string{"EHLO t.example", "MAIL FROM:<a@example.net>", "RCPT TO:<u@customer.test>", "DATA"} {
-		fmt.Fprintf(conn, "%s\r\n", c)
-		if line := read(); line[0] != '2' && line[0] != '3' {
-			return line
-		}
-	}
-	fmt.Fprint(conn, "Subject: x\r\n\r\nbody\r\n.\r\n")
-	return read()
+	return r.String()
 }
 
 func TestClosedStoreAnswers451AndUnhealthy(t *testing.T) {
@@ -170,11 +141,7 @@ func TestFileSkewClock(t *testing.T) {
 		t.Fatalf("offset %v, want 3h", d)
 	}
 	os.WriteFile(path, []byte(""), 0o600)
-	deadline := time.Now().Add(5 * time.Second)
-	for now().Sub(time.Now()) > time.Minute {
-		if time.Now().After(deadline) {
-			t.Fatal("cleared offset not picked up")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	kit.Wait(t, 5*time.Second, 50*time.Millisecond, "the cleared offset to be picked up", func() (bool, error) {
+		return now().Sub(time.Now()) <= time.Minute, nil
+	})
 }

@@ -127,7 +127,14 @@ func TestEnablingAlertsWhileSpoolingAlertsAtOnce(t *testing.T) {
 		t.Fatalf("SMS: %q", sms[0])
 	}
 	mu.Unlock()
-	time.Sleep(3 * time.Second)
+	// Three more passes of the alert loop, each of which would have
+	// queued a second alert if it were going to, and nothing of theirs
+	// left in the queue for the contacts' server.
+	passes := n.AlertPasses()
+	webtest.WaitUntil(t, "three more alert passes and an empty queue for contacts.test", func() bool {
+		q, err := tn.API.Queue(ctx, apiclient.QueueFilter{Domain: "contacts.test"})
+		return err == nil && len(q) == 0 && n.AlertPasses() >= passes+3
+	})
 	if len(sink.messages()) != 1 {
 		t.Fatalf("%d alert emails for one spell of spooling", len(sink.messages()))
 	}

@@ -20,6 +20,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"lifeline/e2e/kit"
 	"lifeline/fsm"
 	"lifeline/node"
 	"lifeline/webui"
@@ -73,13 +74,7 @@ func Start(t testing.TB, cfg node.Config) (*node.Node, string) {
 // WaitUntil polls cond until it holds, for at most 20 seconds.
 func WaitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	kit.Wait(t, 20*time.Second, 20*time.Millisecond, what, func() (bool, error) { return cond(), nil })
 }
 
 // ClosedPort is a loopback address nothing listens on: a dead mail
