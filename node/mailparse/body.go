@@ -166,10 +166,22 @@ func plainOnly(ss []Section) (string, bool) {
 	return strings.Join(b, "\n"), len(b) > 0
 }
 
-// normalizeText decodes a text leaf and gives it LF line endings.
+// normalizeText decodes a text leaf and gives it LF line endings, without
+// the blank lines around it (the indentation of its first line stays).
 func normalizeText(n *node) string {
-	t := toUTF8(n.params["charset"], n.text)
-	return strings.ReplaceAll(t, "\r\n", "\n")
+	t := strings.ReplaceAll(toUTF8(n.params["charset"], n.text), "\r\n", "\n")
+	t = strings.TrimRight(t, " \t\r\n")
+	for {
+		line, rest, ok := strings.Cut(t, "\n")
+		if !ok || strings.TrimSpace(line) != "" {
+			break
+		}
+		t = rest
+	}
+	if t == "" {
+		return ""
+	}
+	return t + "\n"
 }
 
 // plainText is what a message says as plain text: the text sections, the

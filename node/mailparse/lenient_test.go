@@ -151,7 +151,7 @@ Content-Transfer-Encoding: base64
 JVBERi0xLjQK
 --XX--
 `)
-	if shown(m) != "Here is the text, straight after its header." {
+	if shown(m) != "Here is the text, straight after its header.\n" {
 		t.Fatalf("text: %q", shown(m))
 	}
 	if f := files(m); len(f) != 1 || f[0] != "application/pdf q3.pdf" {
@@ -202,7 +202,7 @@ R0lGODlhAQABAAAAACw=
 --same--
 epilogue, not shown
 `)
-	if len(m.Sections) != 1 || !m.Sections[0].IsHTML() || m.Sections[0].HTML != "<p>The <b>HTML</b> version.</p>" || m.Sections[0].Text != "The plain version." {
+	if len(m.Sections) != 1 || !m.Sections[0].IsHTML() || m.Sections[0].HTML != "<p>The <b>HTML</b> version.</p>" || m.Sections[0].Text != "The plain version.\n" {
 		t.Fatalf("sections: %+v", m.Sections)
 	}
 	if f := files(m); len(f) != 1 || f[0] != "image/gif logo.gif" {
@@ -245,7 +245,7 @@ Content-Type: text/plain
 
 --b--
 `)
-	if len(m.Sections) != 1 || !m.Sections[0].IsHTML() || !strings.Contains(m.Sections[0].HTML, "rich") || m.Sections[0].Text != "plain" {
+	if len(m.Sections) != 1 || !m.Sections[0].IsHTML() || !strings.Contains(m.Sections[0].HTML, "rich") || m.Sections[0].Text != "plain\n" {
 		t.Fatalf("sections: %+v", m.Sections)
 	}
 	// The image the HTML shows is not a file; the TNEF blob is.
@@ -282,7 +282,7 @@ Content-Disposition: attachment; filename="log.txt"
 only a download
 --b--
 `)
-	want := []string{"Café with a soft break and = sign, a lone = and =zz.", "Notizen für die Sitzung", "-old\n+new"}
+	want := []string{"Café with a soft break and = sign, a lone = and =zz.\n", "Notizen für die Sitzung\n", "-old\n+new\n"}
 	if len(m.Sections) != len(want) {
 		t.Fatalf("sections: %+v", m.Sections)
 	}
@@ -338,7 +338,7 @@ U3ViamVjdDogc2Vjb25kDQoNCnR3bw0K
 			got = append(got, s.Text)
 		}
 	}
-	if strings.Join(got, "|") != "msg:first|one|msg:second|two\n" {
+	if strings.Join(got, "|") != "msg:first|one\n|msg:second|two\n" {
 		t.Fatalf("sections: %q", got)
 	}
 	if !strings.Contains(m.Text, "Subject: first\n") || !strings.Contains(m.Text, "two") {
@@ -359,7 +359,7 @@ func TestCharsetsAndDamagedEncodings(t *testing.T) {
 		t.Fatalf("header: %q %q", m.From, m.Subject)
 	}
 	// Not UTF-8 and no known charset: read as Windows-1252.
-	if shown(m) != "Grü\u00c3\u0178e aus Köln" {
+	if shown(m) != "Grü\u00c3\u0178e aus Köln\n" {
 		t.Fatalf("text: %q", shown(m))
 	}
 	m = parse(t, "From: x@ext.example\nSubject: Gr\xfc\xdfe\nContent-Type: text/plain; charset=koi8-r\n\n\xf0\xd2\xc9\xd7\xc5\xd4\n")
@@ -462,5 +462,12 @@ func (f *failingReader) Read(p []byte) (int, error) {
 func TestReadErrorsAreErrors(t *testing.T) {
 	if _, err := Parse(&failingReader{strings.NewReader("Subject: x\r\n\r\nbody\r\n")}); err == nil {
 		t.Fatal("a failed read gave no error")
+	}
+}
+
+func TestBlankLinesAroundTextAreDropped(t *testing.T) {
+	m := parse(t, "Subject: x\n\n\n \n  indented first line\nmore\n\n\t\n")
+	if len(m.Sections) != 1 || m.Sections[0].Text != "  indented first line\nmore\n" {
+		t.Fatalf("sections: %+v", m.Sections)
 	}
 }
