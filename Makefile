@@ -26,6 +26,9 @@ lint: generate
 fuzz:
 	$(GO) test ./smtp/ -run '^$$' -fuzz '^FuzzSession$$' -fuzztime 60s
 	$(GO) test ./smtp/ -run '^$$' -fuzz '^FuzzParseRecipient$$' -fuzztime 60s
+	# The reading view's MIME parser, seeded with the mail corpus of
+	# Debian's libpython3.11-testsuite and spamassassin where installed.
+	$(GO) test ./node/mailparse/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
 
 bench: build
 	@test -x /usr/sbin/postfix || echo "Postfix is not installed; for the comparison run: apt-get install postfix"

@@ -30,7 +30,7 @@ func TestTenantIsolation(t *testing.T) {
 
 	msgPaths := func(owner, id string) []string {
 		m := "/mail/" + owner + "/m/" + id
-		return []string{m, m + "/frame", m + "/part/0", m + "/cid/x"}
+		return []string{m, m + "/frame", m + "/part/0", m + "/cid/x", m + "/raw"}
 	}
 	type probe struct {
 		who  *webtest.Browser

@@ -1,11 +1,17 @@
-// Package mailparse is the node's one MIME parser, on go-message: it reads
-// stored messages (a header summary for the inbox index, the parts of a
-// message for the Emergency Inbox's reading view, one part for a download
-// or a cid: image) and composes outgoing mail.
+// Package mailparse is the node's one MIME parser: it reads stored
+// messages (a header summary for the inbox index, the parts of a message
+// and the body the Emergency Inbox's reading view shows, one part for a
+// download or a cid: image) and composes outgoing mail.
+//
+// Reading is lenient, because the MX accepts mail as it comes and every
+// message it accepted must open: the header, the MIME structure and the
+// transfer encodings are read by this package's own code, which recovers
+// what real-world mail gets wrong and falls back to the text as it arrived
+// where nothing can be recovered. go-message does the rest: header field
+// values (addresses, dates, RFC 2047 words), charsets, and composing.
 package mailparse
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +22,6 @@ import (
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // decode the legacy charsets mail still arrives in
 	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
 
 	"lifeline/fsm"
 )
@@ -45,46 +50,51 @@ func FormatAddresses(as []*mail.Address) string {
 	return strings.Join(s, ", ")
 }
 
-func readHeader(r io.Reader) (mail.Header, error) {
-	br := bufio.NewReader(io.LimitReader(r, MaxHeader))
-	h, err := textproto.ReadHeader(br)
-	if err != nil {
-		return mail.Header{}, err
+// addresses reads an address field for people: the formatted list, the
+// addresses, and whether they could be read as addresses at all. A field
+// that cannot be is shown as its text, so nothing the sender wrote is lost.
+func addresses(h *mail.Header, key string) (string, []*mail.Address, bool) {
+	as, err := h.AddressList(key)
+	if err == nil && len(as) > 0 {
+		for _, a := range as {
+			a.Name, a.Address = cleanText(a.Name), cleanText(a.Address)
+		}
+		return FormatAddresses(as), as, true
 	}
-	return mail.Header{Header: message.Header{Header: h}}, nil
+	t, _ := h.Text(key)
+	return cleanText(strings.TrimSpace(t)), nil, false
+}
+
+func subjectOf(h *mail.Header) string {
+	s, _ := h.Subject()
+	return cleanText(strings.TrimSpace(s))
 }
 
 // Summarize reads the header of a message and returns what the inbox lists.
-// An unreadable header gives an empty summary, never an error: the message
-// is already accepted and must show up in the inbox all the same.
+// It reads the header as leniently as the reading view does, so a message
+// whose header has a line without a colon, or that starts with an mbox
+// "From " line, still lists its sender and subject. It never fails: the
+// message is already accepted and must show up in the inbox all the same.
 func Summarize(r io.Reader) fsm.InboxSummary {
-	h, err := readHeader(r)
-	if err != nil {
-		return fsm.InboxSummary{}
-	}
+	lr := newLineReader(io.LimitReader(r, MaxHeader))
+	th := readHeader(lr, nil)
+	h := mail.Header{Header: message.Header{Header: th}}
 	var s fsm.InboxSummary
-	if from, err := h.AddressList("From"); err == nil && len(from) > 0 {
-		s.From = FormatAddresses(from)
-	} else {
-		s.From, _ = h.Text("From")
-	}
-	s.Subject, _ = h.Subject()
-	s.Attachment = hasAttachment(&h)
+	s.From, _, _ = addresses(&h, "From")
+	s.Subject = subjectOf(&h)
+	t, _ := parseMediaValue(th.Get("Content-Type"))
+	s.Attachment = hasAttachment(t)
 	return s
 }
 
-// hasAttachment guesses from the top-level header, which is all the index
-// gets: multipart/mixed or a single non-text body is what mail clients
-// send files as.
-func hasAttachment(h *mail.Header) bool {
-	t, _, err := h.ContentType()
-	if err != nil {
-		return false
-	}
+// hasAttachment guesses from the top-level media type, which is all the
+// index gets: multipart/mixed or a single non-text body is what mail
+// clients send files as.
+func hasAttachment(t string) bool {
 	switch {
 	case t == "multipart/mixed":
 		return true
-	case strings.HasPrefix(t, "multipart/"), strings.HasPrefix(t, "text/"), t == "":
+	case strings.HasPrefix(t, "multipart/"), strings.HasPrefix(t, "text/"), !strings.Contains(t, "/"):
 		return false
 	}
 	return true
@@ -98,14 +108,25 @@ type Part struct {
 	ContentID   string
 	Disposition string
 	Size        int64
+	textual     bool // text the reading view shows in the message
+	raw         bool
+	referenced  bool // an HTML section shows it by its Content-ID
 }
 
-// IsAttachment says whether the reading view lists the part as a file.
+// IsAttachment says whether the reading view lists the part as a file: a
+// part marked as an attachment, one with a file name (a text file shown
+// in the message can be saved too), and any other part that is neither
+// shown as text nor shown by the HTML through its Content-ID (RFC 2392).
 func (p *Part) IsAttachment() bool {
-	if p.Disposition == "attachment" || p.Filename != "" {
+	switch {
+	case p.raw:
+		return false
+	case p.Disposition == "attachment" || p.Filename != "":
 		return true
+	case p.textual:
+		return false
 	}
-	return !strings.HasPrefix(p.ContentType, "text/plain") && !strings.HasPrefix(p.ContentType, "text/html") && p.ContentID == ""
+	return !p.referenced
 }
 
 // Message is a parsed message for the reading view.
@@ -118,131 +139,113 @@ type Message struct {
 	MessageID             string
 	References            []string
 	InReplyTo             []string
-	Text                  string
-	HTML                  string
-	Parts                 []Part
-	// Truncated is set when text or HTML was cut at MaxInline.
+	// Sections is what the reading view shows, in order.
+	Sections []Section
+	// Text is the message as plain text (see plainText): what search
+	// reads and replies and forwards quote.
+	Text string
+	// HTML is the first HTML section, "" if there is none.
+	HTML  string
+	Parts []Part
+	// Truncated is set when text or HTML was cut at MaxInline, or parts
+	// past maxParts were left out.
 	Truncated bool
+	// Raw is set when some of the message could not be read as MIME and
+	// is shown as it arrived.
+	Raw bool
 }
 
-// Parse reads a whole message.
+// maxShown bounds the text and HTML kept of one message in all.
+const maxShown = 4 * MaxInline
+
+// Parse reads a whole message for the reading view. It never fails on
+// what the message holds: whatever the bytes, it returns a message, with
+// the text as it arrived where the structure cannot be recovered. Its
+// only error is one from reading r.
 func Parse(r io.Reader) (*Message, error) {
-	e, err := message.Read(r)
-	if err != nil && e == nil {
-		return nil, fmt.Errorf("unreadable message: %w", err)
-	}
-	h := mail.Header{Header: e.Header}
+	lr := newLineReader(r)
 	m := &Message{}
-	m.FromAddrs, _ = h.AddressList("From")
-	m.ToAddrs, _ = h.AddressList("To")
-	m.CcAddrs, _ = h.AddressList("Cc")
-	m.ReplyToAddrs, _ = h.AddressList("Reply-To")
-	m.From, m.To, m.Cc, m.ReplyTo = FormatAddresses(m.FromAddrs), FormatAddresses(m.ToAddrs), FormatAddresses(m.CcAddrs), FormatAddresses(m.ReplyToAddrs)
-	if m.From == "" {
-		m.From, _ = h.Text("From")
+	budget := maxShown
+	w := &walk{leaf: func(n *node, body io.Reader) error {
+		if !n.shownInline() {
+			return nil
+		}
+		b, cut := readCapped(body, min(MaxInline, budget))
+		budget -= len(b)
+		n.text = b
+		if cut || n.truncated {
+			m.Truncated = true
+		}
+		return nil
+	}}
+	th := readHeader(lr, nil)
+	root := w.entity(lr, th, "text/plain", 0, nil)
+	if lr.err != nil {
+		return nil, fmt.Errorf("reading the message: %w", lr.err)
 	}
-	m.Subject, _ = h.Subject()
+	if w.parts >= maxParts {
+		m.Truncated = true
+	}
+	h := mail.Header{Header: message.Header{Header: th}}
+	m.From, m.FromAddrs, _ = addresses(&h, "From")
+	m.To, m.ToAddrs, _ = addresses(&h, "To")
+	m.Cc, m.CcAddrs, _ = addresses(&h, "Cc")
+	m.ReplyTo, m.ReplyToAddrs, _ = addresses(&h, "Reply-To")
+	m.Subject = subjectOf(&h)
 	m.Date, _ = h.Date()
 	m.MessageID, _ = h.MessageID()
 	m.References, _ = h.MsgIDList("References")
 	m.InReplyTo, _ = h.MsgIDList("In-Reply-To")
-	idx := 0
-	err = e.Walk(func(path []int, part *message.Entity, err error) error {
-		if err != nil && part == nil {
-			return nil
+	m.Parts = leaves(root, nil)
+	m.Sections = sections(root)
+	for _, s := range m.Sections {
+		if s.Kind == SectionHTML && m.HTML == "" {
+			m.HTML = s.HTML
 		}
-		t, _, _ := part.Header.ContentType()
-		if strings.HasPrefix(t, "multipart/") {
-			return nil
+		m.Raw = m.Raw || s.Raw
+	}
+	m.Text = plainText(m.Sections)
+	var html strings.Builder
+	for _, s := range m.Sections {
+		if s.Kind == SectionHTML {
+			html.WriteString(strings.ToLower(s.HTML))
 		}
-		if t == "" {
-			t = "text/plain"
-		}
-		ah := mail.AttachmentHeader{Header: part.Header}
-		p := Part{Index: idx, ContentType: t}
-		idx++
-		p.Filename, _ = ah.Filename()
-		p.Disposition, _, _ = part.Header.ContentDisposition()
-		p.ContentID = strings.Trim(part.Header.Get("Content-Id"), "<> ")
-		var n int64
-		switch {
-		case t == "text/plain" && m.Text == "" && !p.IsAttachment():
-			var b []byte
-			b, n = readCapped(part.Body, &m.Truncated)
-			m.Text = string(b)
-		case t == "text/html" && m.HTML == "" && !p.IsAttachment():
-			var b []byte
-			b, n = readCapped(part.Body, &m.Truncated)
-			m.HTML = string(b)
-		default:
-			n, _ = io.Copy(io.Discard, part.Body)
-		}
-		p.Size = n
-		m.Parts = append(m.Parts, p)
-		return nil
-	})
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return m, nil
+	}
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		p.referenced = p.ContentID != "" && strings.Contains(html.String(), "cid:"+strings.ToLower(p.ContentID))
 	}
 	return m, nil
-}
-
-func readCapped(r io.Reader, truncated *bool) ([]byte, int64) {
-	b, _ := io.ReadAll(io.LimitReader(r, MaxInline))
-	n := int64(len(b))
-	if rest, _ := io.Copy(io.Discard, r); rest > 0 {
-		*truncated = true
-		n += rest
-	}
-	return b, n
 }
 
 // ErrNoPart is returned by OpenPart for an index the message lacks.
 var ErrNoPart = errors.New("no such part")
 
-// OpenPart finds leaf index of the message in r and calls fn with its
-// description and decoded body.
+// errFound stops the walk of OpenPart once the part was handed out.
+var errFound = errors.New("part found")
+
+// OpenPart finds leaf index of the message in r, numbered as Parse numbers
+// them, and calls fn with its description and decoded body.
 func OpenPart(r io.Reader, index int, fn func(Part, io.Reader) error) error {
-	e, err := message.Read(r)
-	if err != nil && e == nil {
-		return err
-	}
-	idx := 0
-	found := false
-	errStop := errors.New("stop")
-	err = e.Walk(func(path []int, part *message.Entity, err error) error {
-		if err != nil && part == nil {
+	lr := newLineReader(r)
+	var fnErr error
+	w := &walk{leaf: func(n *node, body io.Reader) error {
+		if n.part != index {
 			return nil
 		}
-		t, _, _ := part.Header.ContentType()
-		if strings.HasPrefix(t, "multipart/") {
-			return nil
-		}
-		if idx != index {
-			idx++
-			return nil
-		}
-		if t == "" {
-			t = "text/plain"
-		}
-		ah := mail.AttachmentHeader{Header: part.Header}
-		p := Part{Index: idx, ContentType: t}
-		p.Filename, _ = ah.Filename()
-		p.Disposition, _, _ = part.Header.ContentDisposition()
-		p.ContentID = strings.Trim(part.Header.Get("Content-Id"), "<> ")
-		found = true
-		if err := fn(p, part.Body); err != nil {
-			return err
-		}
-		return errStop
-	})
-	if !found {
-		return ErrNoPart
+		fnErr = fn(n.describe(), body)
+		lr.stop()
+		return errFound
+	}}
+	th := readHeader(lr, nil)
+	w.entity(lr, th, "text/plain", 0, nil)
+	switch {
+	case w.err == errFound:
+		return fnErr
+	case lr.err != nil:
+		return lr.err
 	}
-	if err != nil && err != errStop {
-		return err
-	}
-	return nil
+	return ErrNoPart
 }
 
 // Attachment is a file to attach to an outgoing message.

@@ -31,7 +31,7 @@ func TestComposeThenParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.Subject != "Re: Zahlen für Q3" || m.MessageID != "abc@lifeline.test" || strings.Join(m.References, " ") != "q0@x q1@external.example" ||
-		len(m.InReplyTo) != 1 || !strings.Contains(m.From, "Ålice") || m.Text != "Line one\r\nLine two\r\n" {
+		len(m.InReplyTo) != 1 || !strings.Contains(m.From, "Ålice") || m.Text != "Line one\nLine two\n" {
 		t.Fatalf("parsed: %+v", m)
 	}
 	var files []Part

@@ -39,7 +39,9 @@ func subjectWith(prefix, subject string) string {
 func quote(text string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(strings.TrimRight(strings.ReplaceAll(text, "\r\n", "\n"), "\n"), "\n") {
-		if strings.HasPrefix(l, ">") {
+		if strings.HasPrefix(l, ">") || l == "" {
+			// No space before a nested quote or after an empty line's
+			// marker, as mail clients quote.
 			b.WriteString(">" + l + "\n")
 		} else {
 			b.WriteString("> " + l + "\n")

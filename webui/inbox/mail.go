@@ -226,7 +226,7 @@ func (s *Server) bodyContains(ctx context.Context, id, needle string) bool {
 	if err != nil {
 		return false
 	}
-	return strings.Contains(strings.ToLower(pm.Text), needle) || strings.Contains(strings.ToLower(pm.HTML), needle)
+	return strings.Contains(strings.ToLower(pm.Text), needle)
 }
 
 func (s *Server) openMessage(r *http.Request, id string) (fsm.Message, *mailparse.Message, error) {
@@ -255,11 +255,21 @@ type ReadPage struct {
 	Received  time.Time
 	Size      int64
 	Files     []mailparse.Part
-	HasHTML   bool
 	Remote    bool
 	HasRemote bool
-	FrameURL  string
 }
+
+// FrameURL is the address of the sanitised HTML of section part.
+func (p *ReadPage) FrameURL(part int) string {
+	u := messageURL(p.Owner.Email, p.ID) + "/frame?part=" + strconv.Itoa(part)
+	if p.Remote {
+		u += "&remote=1"
+	}
+	return u
+}
+
+// RawURL is the address of the message as it was received.
+func (p *ReadPage) RawURL() string { return messageURL(p.Owner.Email, p.ID) + "/raw" }
 
 func (s *Server) read(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
 	id := r.PathValue("id")
@@ -269,11 +279,11 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, v *session.Viewer,
 		return
 	}
 	p := ReadPage{Owner: owner, Self: owner.Email == v.User.Email, ID: id, Msg: pm, Received: time.Unix(0, m.ReceivedAt), Size: m.Size,
-		HasHTML: pm.HTML != "", Remote: r.URL.Query().Get("remote") == "1"}
-	p.HasRemote = remoteImg.MatchString(pm.HTML)
-	p.FrameURL = messageURL(owner.Email, id) + "/frame"
-	if p.Remote {
-		p.FrameURL += "?remote=1"
+		Remote: r.URL.Query().Get("remote") == "1"}
+	for _, sec := range pm.Sections {
+		if sec.IsHTML() && remoteImg.MatchString(sec.HTML) {
+			p.HasRemote = true
+		}
 	}
 	for _, part := range pm.Parts {
 		if part.IsAttachment() {
@@ -292,14 +302,36 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, v *session.Viewer,
 	s.render(w, r, http.StatusOK, readPage(v, p))
 }
 
-// frame serves the sanitised HTML part. It is shown in an iframe with
+// frame serves one sanitised HTML section of the message, the first
+// unless ?part= names the leaf it comes from. It is shown in an iframe with
 // sandbox (no allow-scripts) and carries its own CSP: nothing but our own
 // images (cid: parts) unless the user asked for remote ones, no script,
 // no forms, no plugins. Even opened on its own it stays sandboxed.
 func (s *Server) frame(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
+	want := -1
+	if q := r.URL.Query().Get("part"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 0 {
+			s.errorPage(w, r, http.StatusBadRequest, "The part number is not a number.")
+			return
+		}
+		want = n
+	}
 	_, pm, err := s.openMessage(r, r.PathValue("id"))
 	if err != nil {
 		s.unavailable(w, r, err)
+		return
+	}
+	found := false
+	var src string
+	for _, sec := range pm.Sections {
+		if sec.IsHTML() && (want < 0 || sec.Part == want) {
+			src, found = sec.HTML, true
+			break
+		}
+	}
+	if !found {
+		s.notFound(w, r)
 		return
 	}
 	remote := r.URL.Query().Get("remote") == "1"
@@ -309,7 +341,7 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request, v *session.Viewer
 		pol = s.html.remote
 		img = "'self' https: http:"
 	}
-	clean := pol.Sanitize(pm.HTML)
+	clean := pol.Sanitize(src)
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", "default-src 'none'; img-src "+img+"; style-src 'unsafe-inline'; font-src 'none'; form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox")
@@ -321,6 +353,31 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request, v *session.Viewer
 		`<style>body{font-family:system-ui,sans-serif;margin:0;padding:.5rem;overflow-wrap:anywhere}img{max-width:100%;height:auto}</style></head><body>`)
 	io.WriteString(w, clean)
 	io.WriteString(w, `</body></html>`)
+}
+
+// raw serves the message as it was received, for mail whose structure the
+// reading view could not recover and for anyone who wants the original:
+// always as a download, never shown by the browser.
+func (s *Server) raw(w http.ResponseWriter, r *http.Request, v *session.Viewer, owner fsm.User) {
+	id := r.PathValue("id")
+	m, ok, err := s.b.Store().Message(id)
+	if err != nil || !ok {
+		s.notFound(w, r)
+		return
+	}
+	rc, err := s.b.OpenBody(r.Context(), m.BlobHash)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	defer rc.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	h.Set("Cache-Control", "private, no-store")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": SafeFilename(id) + ".eml"}))
+	io.Copy(w, rc)
 }
 
 // cidPart serves an inline image of the message by its Content-ID

@@ -87,6 +87,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /mail/{owner}/{$}", s.mailbox(s.list))
 	mux.HandleFunc("GET /mail/{owner}/m/{id}", s.mailbox(s.read))
 	mux.HandleFunc("GET /mail/{owner}/m/{id}/frame", s.mailbox(s.frame))
+	mux.HandleFunc("GET /mail/{owner}/m/{id}/raw", s.mailbox(s.raw))
 	mux.HandleFunc("GET /mail/{owner}/m/{id}/cid/{cid}", s.mailbox(s.cidPart))
 	mux.HandleFunc("GET /mail/{owner}/m/{id}/part/{n}", s.mailbox(s.download))
 	mux.HandleFunc("POST /mail/{owner}/m/{id}/unread", s.mailbox(s.markUnread))
