@@ -26,6 +26,7 @@ lint: generate
 fuzz:
 	$(GO) test ./smtp/ -run '^$$' -fuzz '^FuzzSession$$' -fuzztime 60s
 	$(GO) test ./smtp/ -run '^$$' -fuzz '^FuzzParseRecipient$$' -fuzztime 60s
+	$(GO) test ./smtp/mailbox/ -run '^$$' -fuzz '^FuzzMailbox$$' -fuzztime 60s
 
 bench: build
 	@test -x /usr/sbin/postfix || echo "Postfix is not installed; for the comparison run: apt-get install postfix"

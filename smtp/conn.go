@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -85,6 +86,10 @@ type session struct {
 	bdat      *bodySink // a BDAT transfer in progress
 	dataUntil time.Time // end of the DATA/BDAT budget; zero outside one
 	errors    int       // refused commands since the last accepted message
+
+	// idle: waiting for a command, so that stress may shorten the wait
+	// (Server.noteStress); the one field other goroutines read.
+	idle atomic.Bool
 }
 
 func newSession(srv *Server, c net.Conn, remote netip.Addr) *session {
@@ -139,7 +144,9 @@ func (s *session) readCommand() (string, error) {
 		timeout = min(timeout, s.srv.cfg.StressReadTimeout)
 	}
 	_ = s.nc.SetReadDeadline(time.Now().Add(timeout))
+	s.idle.Store(true)
 	line, err := s.readLine()
+	s.idle.Store(false)
 	if err != nil {
 		return "", err
 	}

@@ -308,6 +308,14 @@ func (s *Server) noteStress() {
 	}
 	s.stressed = now
 	if now {
+		// Sessions already waiting for a command get the short wait too,
+		// not only those that start waiting from now on.
+		until := time.Now().Add(min(s.cfg.StressReadTimeout, s.cfg.ReadTimeout))
+		for sess := range s.sessions {
+			if sess.idle.Load() {
+				_ = sess.raw.SetReadDeadline(until)
+			}
+		}
 		s.log.Warn("smtp under stress: idle timeout shortened", "connections", s.active,
 			"max", s.cfg.MaxConnections, "idle_timeout", min(s.cfg.StressReadTimeout, s.cfg.ReadTimeout).String())
 	} else {

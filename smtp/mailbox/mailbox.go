@@ -60,18 +60,19 @@ func Parse(s string) (Mailbox, error) {
 		return m, ErrUTF8
 	}
 	var rest string
+	given := 0 // octets of the local part as written
 	if s[0] == '"' {
 		content, n, err := unquote(s)
 		if err != nil {
 			return m, err
 		}
-		m.Content, rest = content, s[n:]
+		m.Content, rest, given = content, s[n:], n
 	} else {
 		at := strings.IndexByte(s, '@')
 		if at < 0 {
 			return m, ErrNoDomain
 		}
-		m.Content, rest = s[:at], s[at:]
+		m.Content, rest, given = s[:at], s[at:], at
 		if !IsDotString(m.Content) {
 			return m, ErrLocal
 		}
@@ -87,7 +88,9 @@ func Parse(s string) (Mailbox, error) {
 		return m, ErrNoDomain
 	}
 	m.Local, m.Quoted = Quote(m.Content)
-	if len(m.Local) > MaxLocal {
+	// The limit applies to the local part as sent; the canonical form is
+	// never longer.
+	if given > MaxLocal {
 		return m, ErrLocalLen
 	}
 	if len(m.Domain) > MaxDomain {
