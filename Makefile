@@ -26,6 +26,7 @@ lint: generate
 fuzz:
 	$(GO) test ./smtp/ -run '^$$' -fuzz '^FuzzSession$$' -fuzztime 60s
 	$(GO) test ./smtp/ -run '^$$' -fuzz '^FuzzParseRecipient$$' -fuzztime 60s
+	$(GO) test ./smtp/mailbox/ -run '^$$' -fuzz '^FuzzMailbox$$' -fuzztime 60s
 	# The reading view's MIME parser, seeded with the mail corpus of
 	# Debian's libpython3.11-testsuite and spamassassin where installed.
 	$(GO) test ./node/mailparse/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s

@@ -131,6 +131,11 @@ func newNodeFlags(fs *flag.FlagSet) *nodeFlags {
 	fs.Var(&f.maxSize, "max-message-size", "largest message accepted (default 50MiB)")
 	fs.Var(&f.minFree, "min-free-space", "below this much free space in the data dir, refuse new mail with 452 and report unhealthy (default 1.5 x max-message-size)")
 	fs.IntVar(&f.cfg.MaxRecipients, "max-recipients", 1000, "most recipients per message")
+	fs.IntVar(&f.cfg.MaxConnections, "max-connections", 1000, "most concurrent MX sessions; more are refused with 421")
+	fs.IntVar(&f.cfg.MaxClientConnections, "max-client-connections", 50, "most concurrent MX sessions from one client address")
+	fs.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "how long an MX session may wait between commands")
+	fs.DurationVar(&f.cfg.StressIdleTimeout, "stress-idle-timeout", 10*time.Second, "the same while more than 80% of --max-connections are in use")
+	fs.StringVar(&f.cfg.Postmaster, "postmaster", "", "mailbox for mail to the bare <postmaster> (default: postmaster@ the first protected domain)")
 	fs.Var(&f.transports, "transport", "DOMAIN=HOST:PORT route; repeatable; * is a smarthost")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.clusterKeyFile, "cluster-key-file", "", "32-byte key, hex or base64, shared by all nodes (or LIFELINE_CLUSTER_KEY)")
@@ -186,6 +191,12 @@ func (f *nodeFlags) finish(fs *flag.FlagSet, stderr io.Writer) (node.Config, err
 	cfg.MaxMessageSize = int64(f.maxSize)
 	cfg.MinFreeSpace = int64(f.minFree)
 	cfg.RetrySchedule = f.schedule
+	if cfg.MaxConnections < 1 || cfg.MaxClientConnections < 1 {
+		return cfg, fmt.Errorf("--max-connections and --max-client-connections must be at least 1")
+	}
+	if cfg.IdleTimeout <= 0 || cfg.StressIdleTimeout <= 0 {
+		return cfg, fmt.Errorf("--idle-timeout and --stress-idle-timeout must be positive")
+	}
 	cfg.Transports = map[string]string{}
 	for _, t := range f.transports {
 		d, dest, ok := strings.Cut(t, "=")

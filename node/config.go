@@ -48,6 +48,20 @@ type Config struct {
 	MaxRecipients int
 	Transports    map[string]string
 
+	// MaxConnections and MaxClientConnections bound concurrent MX
+	// sessions in total and per client address; IdleTimeout is how long
+	// a session may wait between commands, StressIdleTimeout how long once
+	// more than 80% of MaxConnections are in use. Zero takes the smtp
+	// package's defaults (1000, 50, 5m, 10s).
+	MaxConnections       int
+	MaxClientConnections int
+	IdleTimeout          time.Duration
+	StressIdleTimeout    time.Duration
+	// Postmaster is the mailbox that mail to the bare <postmaster>
+	// (RFC 5321 §4.5.1) goes to; empty means postmaster@ the first
+	// protected domain in name order.
+	Postmaster string
+
 	// Dialer and Resolver carry every outbound connection and lookup, so
 	// tests keep to loopback and never touch DNS.
 	Dialer   outbound.Dialer

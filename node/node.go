@@ -86,6 +86,11 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: a data directory is required")
 	}
+	if cfg.Postmaster != "" {
+		if _, err := smtp.ParseRecipient(cfg.Postmaster, true, func(string) (bool, error) { return true, nil }); err != nil {
+			return nil, fmt.Errorf("node: postmaster %q is not a mailbox with an ASCII domain: %v", cfg.Postmaster, err)
+		}
+	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), reconcileCh: make(chan struct{}, 1), removed: map[string]time.Time{},
 		clock: newClusterClock(cfg.Now), alertWake: make(chan struct{}, 1), smsWake: make(chan struct{}, 1)}
 	ok := false
@@ -167,13 +172,19 @@ func Start(cfg Config) (*Node, error) {
 		Hostname:        cfg.Hostname,
 		MaxMessageBytes: cfg.MaxMessageSize,
 		MaxRecipients:   cfg.MaxRecipients,
-		TLSConfig:       cfg.TLS,
-		Logger:          n.logger,
-		Now:             n.now,
-		NewID:           func() string { return newQueueID(n.now()) },
-		Queue:           &mxQueue{n: n},
-		OnReply:         n.metrics.SMTPReply,
-		OnRefusal:       n.logRefusal,
+		// Limits of concurrent sessions and the idle waits, with
+		// Postfix's stress mode (docs/design.md §1 step 1).
+		MaxConnections:       cfg.MaxConnections,
+		MaxClientConnections: cfg.MaxClientConnections,
+		ReadTimeout:          cfg.IdleTimeout,
+		StressReadTimeout:    cfg.StressIdleTimeout,
+		TLSConfig:            cfg.TLS,
+		Logger:               n.logger,
+		Now:                  n.now,
+		NewID:                func() string { return newQueueID(n.now()) },
+		Queue:                &mxQueue{n: n},
+		OnReply:              n.metrics.SMTPReply,
+		OnRefusal:            n.logRefusal,
 	})
 	n.wg.Add(1)
 	go func() {

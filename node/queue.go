@@ -20,6 +20,20 @@ func (q *mxQueue) Protected(domain string) (bool, error) {
 	return ok, err
 }
 
+// Postmaster names the mailbox of the bare <postmaster>: the configured
+// one, else postmaster@ the first protected domain in name order, so that
+// every node routes it alike; "" while no domain is protected.
+func (q *mxQueue) Postmaster() (string, error) {
+	if q.n.cfg.Postmaster != "" {
+		return q.n.cfg.Postmaster, nil
+	}
+	ds, err := q.n.store.Domains()
+	if err != nil || len(ds) == 0 {
+		return "", err
+	}
+	return "postmaster@" + ds[0].Name, nil
+}
+
 // Room refuses a transaction the data directory has no room for.
 func (q *mxQueue) Room(size int64) error { return q.n.disk.room(size) }
 

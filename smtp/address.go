@@ -1,28 +1,29 @@
 package smtp
 
 import (
+	"errors"
 	"strings"
 	"unicode/utf8"
 
-	gosmtp "github.com/emersion/go-smtp"
+	"lifeline/smtp/mailbox"
 )
 
-// Address policy for the MX. go-smtp has already parsed the path when we see
-// it, and that shapes what we can and cannot tell apart:
+// Address policy for the MX. The engine (conn.go, params.go) hands us the
+// forward path as the client wrote it, source route already dropped:
 //
-//   - A source route (<@a,@b:user@c>) is stripped by go-smtp. RFC 5321
-//     §4.1.1.3 and Appendix C tell a server to accept the syntax and ignore the
-//     route, so we judge only the final mailbox: it is accepted only when its
-//     domain is protected, and mail then goes to that domain, never via the
-//     route.
-//   - A quoted local part reaches us unquoted ("a b"@x arrives as a b@x). We
-//     therefore accept only local parts that are a plain RFC 5321 §4.1.2
-//     Dot-string; anything that needed quoting is refused like a relay attempt.
-//     "john.doe"@x is the same mailbox as john.doe@x and is accepted.
-//   - "%", "!" and "@" in the local part are the percent hack, bang paths and
-//     nested addresses: routing instructions for some downstream host. We never
-//     interpret them and never pass them on (Postfix refuses them for relay in
-//     the same way), so they are refused.
+//   - A source route (<@a,@b:user@c>) is ignored: RFC 5321 §4.1.1.3 and
+//     Appendix C tell a server to accept the syntax and ignore the route, so
+//     we judge only the final mailbox: it is accepted only when its domain
+//     is protected, and mail then goes to that domain, never via the route.
+//   - The local part is a Dot-string or a Quoted-string (RFC 5321 §4.1.2).
+//     A quoted one keeps its quotes through storage, delivery and notices,
+//     in the canonical form of mailbox.Quote: "john.doe"@x is john.doe@x,
+//     "john smith"@x stays quoted. Its case is kept (§2.4).
+//   - "%", "!" and "@" in the local part, quoted or not, are the percent
+//     hack, bang paths and nested addresses: routing instructions for some
+//     downstream host. We never interpret them and never pass them on
+//     (Postfix's allow_untrusted_routing = no refuses them in the same
+//     way), so they are refused like any relay attempt.
 //   - The domain must be an ASCII host name (LDH labels). Address literals
 //     (user@[127.0.0.1]) are refused: no client is trusted to relay, loopback
 //     included. Non-ASCII (U-label) domains are refused too: protected domains
@@ -39,61 +40,56 @@ import (
 
 // relayDenied is the one answer for every recipient we will not accept as a
 // protected mailbox, whatever the trick (docs/design.md §4).
-func relayDenied(addr string) *gosmtp.SMTPError {
-	return &gosmtp.SMTPError{
-		Code:         554,
-		EnhancedCode: gosmtp.EnhancedCode{5, 7, 1},
-		Message:      "<" + printable(addr) + ">: Relay access denied",
-	}
+func relayDenied(addr string) *Reply {
+	return newReply(554, "5.7.1", "<"+printable(addr)+">: Relay access denied")
 }
 
-// ParseRecipient decides whether addr, a forward-path mailbox as go-smtp
-// hands it to Session.Rcpt (source route stripped, quotes removed), may be
-// accepted by the MX. smtputf8 tells whether the transaction's MAIL carried
-// the SMTPUTF8 parameter. protected is asked about the normalised domain
-// (lower case, no trailing dot).
+// ParseRecipient decides whether addr, a mailbox as written in a RCPT
+// command (no angle brackets, no source route), may be accepted by the MX.
+// smtputf8 tells whether the transaction's MAIL carried the SMTPUTF8
+// parameter. protected is asked about the normalised domain (lower case,
+// no trailing dot).
 //
-// The returned Recipient has Address and Domain set. Errors are
-// *gosmtp.SMTPError values ready to send: 554 5.7.1 for anything that is not a
-// plain local@protected-domain, 553 5.6.7 for a non-ASCII local part without
-// SMTPUTF8, 451 4.3.0 when protected fails.
+// The returned Recipient has Address (canonical local part, "@", the
+// normalised domain) and Domain set. Errors are *Reply values ready to
+// send: 501 5.1.3 for a mailbox that is not RFC 5321 syntax or exceeds its
+// lengths (§4.5.3.1.1 local part 64 octets, §4.5.3.1.2 domain 255; §4.5.3.1.10
+// names 501 for a path too long), 554 5.7.1 for anything that is not a
+// mailbox of a protected domain, 553 5.6.7 for a non-ASCII local part
+// without SMTPUTF8, 451 4.3.0 when protected fails.
 func ParseRecipient(addr string, smtputf8 bool, protected func(domain string) (bool, error)) (Recipient, error) {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 {
-		return Recipient{}, relayDenied(addr)
+	m, err := mailbox.Parse(addr)
+	switch {
+	case errors.Is(err, mailbox.ErrNoDomain) || errors.Is(err, mailbox.ErrEmpty):
+		return Recipient{}, newReply(501, "5.1.3", "<"+printable(addr)+">: Recipient address lacks a domain")
+	case err != nil:
+		return Recipient{}, newReply(501, "5.1.3", "<"+printable(addr)+">: Bad recipient address syntax: "+err.Error())
 	}
-	local, domain := addr[:at], addr[at+1:]
-
-	domain, ok := normaliseDomain(domain)
+	domain, ok := normaliseDomain(m.Domain)
 	if !ok {
 		return Recipient{}, relayDenied(addr)
 	}
-	if strings.ContainsAny(local, "@%!") {
+	if strings.ContainsAny(m.Content, "@%!") {
 		return Recipient{}, relayDenied(addr)
 	}
-	if !utf8.ValidString(local) {
-		return Recipient{}, relayDenied(addr)
-	}
-	if !isASCII(local) && !smtputf8 {
+	if !isASCII(m.Content) && !smtputf8 {
 		// RFC 6531 §3.5: a RCPT that needs an ASCII address gets 553 X.6.7.
-		return Recipient{}, &gosmtp.SMTPError{
-			Code:         553,
-			EnhancedCode: gosmtp.EnhancedCode{5, 6, 7},
-			Message:      "<" + printable(addr) + ">: Non-ASCII address requires SMTPUTF8",
+		return Recipient{}, newReply(553, "5.6.7", "<"+printable(addr)+">: Non-ASCII address requires SMTPUTF8")
+	}
+	for _, r := range m.Content {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return Recipient{}, newReply(501, "5.1.3", "<"+printable(addr)+">: Bad recipient address syntax")
 		}
 	}
-	if !isDotString(local) {
-		return Recipient{}, relayDenied(addr)
-	}
 
-	ok, err := protected(domain)
-	if err != nil {
+	ok, perr := protected(domain)
+	if perr != nil {
 		return Recipient{}, errTempFailure
 	}
 	if !ok {
 		return Recipient{}, relayDenied(addr)
 	}
-	return Recipient{Address: local + "@" + domain, Domain: domain}, nil
+	return Recipient{Address: m.Local + "@" + domain, Domain: domain}, nil
 }
 
 // normaliseDomain lower-cases d, trims one trailing root dot and checks that
@@ -122,30 +118,6 @@ func normaliseDomain(d string) (string, bool) {
 	return d, true
 }
 
-// isDotString reports whether s is an RFC 5321 §4.1.2 Dot-string: atoms of
-// atext joined by single dots, with RFC 6531 §3.3 UTF-8 allowed in atoms.
-func isDotString(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for _, r := range s {
-		if r == '.' || r >= 0x80 || isAtext(byte(r)) {
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// isAtext is RFC 5322 §3.2.3 atext.
-func isAtext(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
-}
-
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
@@ -155,21 +127,17 @@ func isASCII(s string) bool {
 	return true
 }
 
-// checkSender applies the little we require of a reverse path. Senders are
-// not a relay risk, and refusing odd but working senders loses mail, so this
-// only keeps out what would break a later DSN or a header: control
-// characters, invalid UTF-8, and UTF-8 without SMTPUTF8.
-func checkSender(from string, smtputf8 bool) error {
+// checkSender applies the little we require of a reverse path, which the
+// engine has already parsed (params.go). Senders are not a relay risk, and
+// refusing odd but working senders loses mail, so this only keeps out what
+// would break a later DSN or a header: control characters, a domain that
+// could not stand in a path, and UTF-8 without SMTPUTF8.
+func checkSender(from string, smtputf8 bool) *Reply {
 	if from == "" {
 		return nil // the null reverse-path <>, RFC 5321 §4.5.5
 	}
-	bad := &gosmtp.SMTPError{
-		Code:         553,
-		EnhancedCode: gosmtp.EnhancedCode{5, 1, 7},
-		Message:      "<" + printable(from) + ">: Sender address rejected: bad syntax",
-	}
-	at := strings.LastIndexByte(from, '@')
-	if at <= 0 || at == len(from)-1 || !utf8.ValidString(from) {
+	bad := newReply(553, "5.1.7", "<"+printable(from)+">: Sender address rejected: bad syntax")
+	if !mailbox.Valid(from) {
 		return bad
 	}
 	for _, r := range from {
@@ -179,11 +147,7 @@ func checkSender(from string, smtputf8 bool) error {
 	}
 	if !isASCII(from) && !smtputf8 {
 		// RFC 6531 §3.5: a MAIL that needs an ASCII address gets 550 X.6.7.
-		return &gosmtp.SMTPError{
-			Code:         550,
-			EnhancedCode: gosmtp.EnhancedCode{5, 6, 7},
-			Message:      "<" + printable(from) + ">: Non-ASCII address requires SMTPUTF8",
-		}
+		return newReply(550, "5.6.7", "<"+printable(from)+">: Non-ASCII address requires SMTPUTF8")
 	}
 	return nil
 }

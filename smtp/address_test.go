@@ -2,9 +2,8 @@ package smtp
 
 import (
 	"errors"
+	"strings"
 	"testing"
-
-	gosmtp "github.com/emersion/go-smtp"
 )
 
 func protectedSet(domains ...string) func(string) (bool, error) {
@@ -32,11 +31,11 @@ func TestParseRecipient(t *testing.T) {
 		{"jörg@protected.test", true, 0, "jörg@protected.test"},
 		{"jörg@protected.test", false, 553, ""},
 		{"user@bücher.test", true, 554, ""},
-		{"", false, 554, ""},
-		{"@", false, 554, ""},
-		{"@protected.test", false, 554, ""},
-		{"user@", false, 554, ""},
-		{"user", false, 554, ""},
+		{"", false, 501, ""},
+		{"@", false, 501, ""},
+		{"@protected.test", false, 501, ""},
+		{"user@", false, 501, ""},
+		{"user", false, 501, ""},
 		{"user@protected.test..", false, 554, ""},
 		{"user@.", false, 554, ""},
 		{"user@protected.test.evil", false, 554, ""},
@@ -46,13 +45,30 @@ func TestParseRecipient(t *testing.T) {
 		{"user@evil@protected.test", false, 554, ""},
 		{"user@[192.0.2.1]", false, 554, ""},
 		{"user@[protected.test]", false, 554, ""},
-		{"us er@protected.test", false, 554, ""},
-		{"us\"er@protected.test", false, 554, ""},
-		{"us(er)@protected.test", false, 554, ""},
-		{"us\x00er@protected.test", false, 554, ""},
-		{"us\xffer@protected.test", true, 554, ""},
+		{"us er@protected.test", false, 501, ""},
+		{"us\"er@protected.test", false, 501, ""},
+		{"us(er)@protected.test", false, 501, ""},
+		{"us\x00er@protected.test", false, 501, ""},
+		{"us\xffer@protected.test", true, 501, ""},
 		{"user@protected.test\x00", false, 554, ""},
-		{"user@" + string(make([]byte, 300)), false, 554, ""},
+		{"user@" + string(make([]byte, 300)), false, 501, ""},
+		// RFC 5321 §4.1.2 quoted strings keep their form; RFC 5321
+		// §4.5.3.1.1/.2 limit the parts.
+		{`"john smith"@protected.test`, false, 0, `"john smith"@protected.test`},
+		{`"john\ smith"@protected.test`, false, 0, `"john smith"@protected.test`},
+		{`"john.doe"@protected.test`, false, 0, "john.doe@protected.test"},
+		{`"a\"b\\c"@protected.test`, false, 0, `"a\"b\\c"@protected.test`},
+		{`"John Smith"@Protected.Test`, false, 0, `"John Smith"@protected.test`},
+		{`""@protected.test`, false, 501, ""},
+		{`"ab"@protected.test`, false, 501, ""},
+		{`"user@evil.test"@protected.test`, false, 554, ""},
+		{`"ü x"@protected.test`, false, 553, ""},
+		{`"ü x"@protected.test`, true, 0, `"ü x"@protected.test`},
+		{strings.Repeat("a", 64) + "@protected.test", false, 0, strings.Repeat("a", 64) + "@protected.test"},
+		{strings.Repeat("a", 65) + "@protected.test", false, 501, ""},
+		{`"` + strings.Repeat("a b", 20) + `cd"@protected.test`, false, 0, `"` + strings.Repeat("a b", 20) + `cd"@protected.test`},
+		{`"` + strings.Repeat("a b", 22) + `"@protected.test`, false, 501, ""},
+		{"user@" + strings.Repeat("a.", 127) + "bc", false, 501, ""},
 	}
 	for _, tc := range cases {
 		r, err := ParseRecipient(tc.addr, tc.utf8, prot)
@@ -62,14 +78,14 @@ func TestParseRecipient(t *testing.T) {
 			}
 			continue
 		}
-		var se *gosmtp.SMTPError
+		var se *Reply
 		if !errors.As(err, &se) || se.Code != tc.code {
 			t.Errorf("%q: got %+v, %v; want %d", tc.addr, r, err, tc.code)
 		}
 	}
 
 	_, err := ParseRecipient("u@protected.test", false, func(string) (bool, error) { return false, errors.New("x") })
-	var se *gosmtp.SMTPError
+	var se *Reply
 	if !errors.As(err, &se) || se.Code != 451 {
 		t.Errorf("lookup failure: %v", err)
 	}

@@ -1,75 +1,144 @@
 package smtp
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"time"
-
-	gosmtp "github.com/emersion/go-smtp"
 )
 
 var (
-	errBareLF = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
-		Message: "Error: bare <LF> received; lines must end in <CR><LF>"}
-	errBareCR = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
-		Message: "Error: bare <CR> received; lines must end in <CR><LF>"}
-	errTooBig = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4},
-		Message: "Error: message size exceeds fixed maximum message size"}
-	errLoop = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6},
-		Message: "Error: too many hops, routing loop detected"}
-	errLineTooLong = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
-		Message: "Error: line too long, closing connection"}
-	errConnLost = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2},
-		Message: "Error: connection lost during DATA"}
+	errBareLF      = newReply(550, "5.5.2", "Error: bare <LF> received; lines must end in <CR><LF>")
+	errBareCR      = newReply(550, "5.5.2", "Error: bare <CR> received; lines must end in <CR><LF>")
+	errTooBig      = newReply(552, "5.3.4", "Error: message size exceeds fixed maximum message size")
+	errLoop        = newReply(554, "5.4.6", "Error: too many hops, routing loop detected")
+	errLineTooLong = newReply(500, "5.5.2", "Error: line too long, closing connection")
+	errConnLost    = newReply(421, "4.4.2", "Error: connection lost during DATA")
 )
 
-// Data receives the body of a DATA or BDAT transfer.
-//
-// What go-smtp hands us (its data.go): for DATA, the body with the
-// dot-stuffing undone (RFC 5321 §4.5.2) and the final ".\r\n" removed, line
-// endings untouched, so bare CR and bare LF arrive as sent and are refused
-// here; for BDAT (RFC 3030, always offered by go-smtp) the chunks verbatim.
-// One gap we cannot close: go-smtp's unstuffing swallows a CR that directly
-// follows a dot at the start of a line (".\rX" arrives as "X"). The stored
-// body then holds no bare CR, so nothing can be smuggled through us, but that
-// one form is accepted rather than answered 550.
-//
-// The body streams into a blob behind our Received: field. On any refusal
-// the blob is aborted and the rest of the body is still read, so the session
-// stays in step with the client (only a read error ends it).
-func (s *session) Data(r io.Reader) error {
-	s.mu.Lock()
-	tx := s.tx
-	s.mu.Unlock()
-	if tx == nil || len(tx.Recipients) == 0 {
-		_, _ = io.Copy(io.Discard, r)
-		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
-			Message: "Error: no valid recipients"}
-	}
-	env := *tx
-	env.Recipients = append([]Recipient(nil), tx.Recipients...)
+// beginMessage snapshots the transaction for a DATA or BDAT transfer and
+// starts the phase's own deadline (DataTimeout): the per-read timeout alone
+// would let a client hold a session forever by trickling.
+func (s *session) beginMessage() *Envelope {
+	env := *s.tx
+	env.Recipients = append([]Recipient(nil), s.tx.Recipients...)
 	env.ReceivedAt = s.srv.cfg.Now()
-	if s.raw != nil {
-		s.raw.beginData(time.Now().Add(s.srv.cfg.DataTimeout))
+	s.dataUntil = time.Now().Add(s.srv.cfg.DataTimeout)
+	return &env
+}
+
+// bodySink takes a message body as it streams in, DATA lines or BDAT
+// chunks alike: it checks it (bodyScanner) and writes it into a blob behind
+// our Received: field. After the first refusal the blob is aborted and the
+// rest is only counted, so the session stays in step with the client;
+// nothing of a refused message is kept.
+type bodySink struct {
+	s    *session
+	env  *Envelope
+	sc   bodyScanner
+	blob BlobWriter
+	err  error // the first refusal
+}
+
+func (s *session) openSink(env *Envelope) *bodySink {
+	cfg := &s.srv.cfg
+	b := &bodySink{s: s, env: env, sc: bodyScanner{maxReceived: cfg.MaxReceived, maxSize: cfg.MaxMessageBytes}}
+	blob, err := cfg.Queue.NewBlob()
+	if err != nil {
+		b.err = queueError{"new blob", err}
+		return b
 	}
+	if _, err := io.WriteString(blob, s.receivedField(env)); err != nil {
+		_ = blob.Abort()
+		b.err = queueError{"write blob", err}
+		return b
+	}
+	b.blob = blob
+	return b
+}
 
-	size, err := s.receive(r, &env)
+func (b *bodySink) write(p []byte) {
+	if b.err != nil {
+		b.sc.size += int64(len(p))
+		return
+	}
+	if err := b.sc.scan(p); err != nil {
+		b.fail(err)
+		return
+	}
+	if _, err := b.blob.Write(p); err != nil {
+		b.fail(queueError{"write blob", err})
+	}
+}
 
-	code := 250
-	var reply *gosmtp.SMTPError
+// fail records the first refusal and drops the blob.
+func (b *bodySink) fail(err error) {
+	if b.blob != nil {
+		_ = b.blob.Abort()
+		b.blob = nil
+	}
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+// finish ends a body that arrived whole: the last checks, the commit of
+// the blob and the Enqueue that alone may make a 250.
+func (b *bodySink) finish() error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.sc.cr {
+		b.fail(errBareCR)
+		return b.err
+	}
+	if b.sc.col > 0 {
+		// Only BDAT can end inside a line (DATA always ends in CRLF).
+		// The stored message keeps CRLF line ends throughout.
+		if _, err := io.WriteString(b.blob, "\r\n"); err != nil {
+			b.fail(queueError{"write blob", err})
+			return b.err
+		}
+	}
+	blob := b.blob
+	b.blob = nil
+	hash, size, err := blob.Commit()
+	if err != nil {
+		return queueError{"commit blob", err}
+	}
+	ctx, cancel := b.s.commitContext()
+	defer cancel()
+	// Only a nil error from Enqueue may become 250 (docs/design.md §1 step 6).
+	if err := b.s.srv.cfg.Queue.Enqueue(ctx, b.env, hash, size); err != nil {
+		return queueError{"enqueue", err}
+	}
+	return nil
+}
+
+// endMessage ends a DATA or BDAT transfer: it finishes the body unless the
+// input failed (ioErr), logs the outcome and, with the input intact, sends
+// the reply. The transaction is over either way (RFC 5321 §4.1.1.4). The
+// return value says whether the session goes on.
+func (s *session) endMessage(env *Envelope, b *bodySink, ioErr error) bool {
+	s.tx, s.rcptTried, s.dataUntil = nil, false, time.Time{}
+	var err error
+	if ioErr != nil {
+		err = s.readReply(ioErr)
+	} else {
+		err = b.finish()
+	}
+	reply := newReply(250, "2.0.0", "Ok: queued as "+env.ID)
 	if err != nil {
 		// Queue errors are wrapped in queueError, which hides whatever
 		// they carry: they are always 451 (docs/design.md §4).
 		if !errors.As(err, &reply) {
 			reply = errTempFailure
 		}
-		code = reply.Code
 	}
 	attrs := []any{"id", env.ID, "from", env.From, "rcpts", len(env.Recipients),
-		"size", size, "code", code, "remote", s.remote.String(), "tls", env.TLS}
+		"size", b.sc.size, "code", reply.Code, "remote", s.remote.String(), "tls", env.TLS}
 	if err != nil {
 		s.srv.log.Warn("smtp transaction refused", append(attrs, "err", err.Error())...)
 		var to []string
@@ -79,88 +148,29 @@ func (s *session) Data(r io.Reader) error {
 		s.logRefusal("DATA", env.ID, env.From, to, reply)
 	} else {
 		s.srv.log.Info("smtp transaction queued", attrs...)
+		s.errors = 0
 	}
-	s.srv.reply(code)
-
-	if s.raw != nil && err != nil && errors.Is(err, s.raw.dataTimeout) {
-		// go-smtp would read on after a timeout (issue #196); the conn
-		// would refuse, but through TLS it would also add a second 421.
-		s.hangUp(reply)
-		return reply
+	if ioErr != nil {
+		// readFailed answers, if anyone is left to hear it.
+		return false
 	}
-	if err != nil {
-		return reply
-	}
-	s.mu.Lock()
-	s.errors = 0
-	s.mu.Unlock()
-	// go-smtp sends a returned SMTPError as is, which is how a 250 gets
-	// our queue ID into it (docs/design.md §4).
-	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0},
-		Message: "Ok: queued as " + env.ID}
+	s.srv.reply(reply.Code)
+	s.send(reply)
+	return true
 }
 
-// receive streams the body into a blob and enqueues it. It returns the
-// message size (as received, before our Received: field) and the refusal,
-// if any.
-func (s *session) receive(r io.Reader, env *Envelope) (int64, error) {
-	cfg := &s.srv.cfg
-	sc := bodyScanner{maxReceived: cfg.MaxReceived, maxSize: cfg.MaxMessageBytes}
-
-	blob, err := cfg.Queue.NewBlob()
-	if err != nil {
-		return 0, s.drain(r, &sc, queueError{"new blob", err})
+// readReply is the refusal a failed read of the body stands for.
+func (s *session) readReply(err error) *Reply {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errLineLimit):
+		// RFC 5321 §4.5.3.1.10 "500 Line too long"; the rest of the line
+		// is unread, so the connection closes.
+		return errLineTooLong
+	case errors.As(err, &ne) && ne.Timeout():
+		return s.dataTimeoutReply()
 	}
-	if _, err := io.WriteString(blob, s.receivedField(env)); err != nil {
-		_ = blob.Abort()
-		return 0, s.drain(r, &sc, queueError{"write blob", err})
-	}
-
-	buf := make([]byte, 32<<10)
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := sc.scan(buf[:n]); err != nil {
-				_ = blob.Abort()
-				return sc.size, s.drain(r, &sc, err)
-			}
-			if _, err := blob.Write(buf[:n]); err != nil {
-				_ = blob.Abort()
-				return sc.size, s.drain(r, &sc, queueError{"write blob", err})
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			_ = blob.Abort()
-			return sc.size, readError(rerr, nil)
-		}
-	}
-	if sc.cr {
-		_ = blob.Abort()
-		return sc.size, errBareCR
-	}
-	if sc.col > 0 {
-		// Only BDAT can end inside a line (DATA always ends in CRLF).
-		// The stored message keeps CRLF line ends throughout.
-		if _, err := io.WriteString(blob, "\r\n"); err != nil {
-			_ = blob.Abort()
-			return sc.size, queueError{"write blob", err}
-		}
-	}
-
-	hash, size, err := blob.Commit()
-	if err != nil {
-		return sc.size, queueError{"commit blob", err}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommitTimeout)
-	defer cancel()
-	// Only a nil error from Enqueue may become 250 (docs/design.md §1 step 6).
-	if err := cfg.Queue.Enqueue(ctx, env, hash, size); err != nil {
-		return sc.size, queueError{"enqueue", err}
-	}
-	return sc.size, nil
+	return errConnLost
 }
 
 // queueError is a failure of the Queue. It deliberately has no Unwrap, so
@@ -171,46 +181,6 @@ type queueError struct {
 }
 
 func (e queueError) Error() string { return e.op + ": " + e.err.Error() }
-
-// drain reads and discards the rest of the body after a refusal, so the
-// client's next command is read as a command (RFC 5321 §4.1.1.4: the reply
-// comes after the end of the data). It returns the refusal, or the read
-// error that cut the body short.
-func (s *session) drain(r io.Reader, sc *bodyScanner, refusal error) error {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		sc.size += int64(n)
-		if err == io.EOF {
-			return refusal
-		}
-		if err != nil {
-			return readError(err, refusal)
-		}
-	}
-}
-
-// readError maps a failed read of the body to the reply. refusal is the
-// reason the body was already refused, if any.
-func readError(err, refusal error) error {
-	var se *gosmtp.SMTPError
-	switch {
-	case errors.Is(err, gosmtp.ErrDataTooLarge):
-		// go-smtp's size limit; it drains the rest itself.
-		if refusal != nil {
-			return refusal
-		}
-		return errTooBig
-	case errors.Is(err, gosmtp.ErrTooLongLine):
-		// RFC 5321 §4.5.3.1.10 "500 Line too long"; go-smtp then closes
-		// the connection, since the rest of the line is unread.
-		return errLineTooLong
-	case errors.As(err, &se):
-		// The DATA timeout from trackedConn.
-		return err
-	}
-	return errConnLost
-}
 
 // bodyScanner checks a body as it streams past: bare CR or LF, size, and
 // Received: hop count in the header section. Its state carries across
@@ -306,7 +276,7 @@ func (s *session) receivedField(env *Envelope) string {
 			" with cipher " + tls.CipherSuiteName(s.tls.CipherSuite) + ")")
 	}
 	b.WriteString("\r\n\tby " + s.srv.cfg.Hostname +
-		" with " + withProtocol(env.SMTPUTF8, s.tls != nil) + " id " + env.ID)
+		" with " + withProtocol(s.esmtp, env.SMTPUTF8, s.tls != nil) + " id " + env.ID)
 	if len(env.Recipients) == 1 {
 		b.WriteString("\r\n\tfor <" + env.Recipients[0].Address + ">; ")
 	} else {
@@ -317,11 +287,13 @@ func (s *session) receivedField(env *Envelope) string {
 	return b.String()
 }
 
-// withProtocol is the "with" keyword of RFC 3848 (ESMTP, ESMTPS) and
-// RFC 6531 §3.7.3 (UTF8SMTP, UTF8SMTPS). go-smtp accepts ESMTP parameters
-// after HELO as well, and does not tell us which greeting was used, so we
-// always claim ESMTP.
-func withProtocol(utf8, tls bool) string {
+// withProtocol is the "with" keyword of RFC 5321 §4.4 (SMTP, ESMTP),
+// RFC 3848 (ESMTPS) and RFC 6531 §3.7.3 (UTF8SMTP, UTF8SMTPS). SMTPUTF8
+// and STARTTLS are extensions, so they imply EHLO.
+func withProtocol(esmtp, utf8, tls bool) string {
+	if !esmtp && !utf8 && !tls {
+		return "SMTP"
+	}
 	p := "ESMTP"
 	if utf8 {
 		p = "UTF8SMTP"

@@ -24,14 +24,16 @@ import (
 type fakeQueue struct {
 	mu sync.Mutex
 
-	protected    map[string]bool
-	protectedErr error
-	newBlobErr   error
-	writeErr     error
-	commitErr    error
-	enqueueErr   error
-	enqueueBlock bool  // Enqueue waits for its context to end
-	room         int64 // bytes of storage left; 0 means plenty
+	protected     map[string]bool
+	protectedErr  error
+	newBlobErr    error
+	writeErr      error
+	commitErr     error
+	enqueueErr    error
+	enqueueBlock  bool  // Enqueue waits for its context to end
+	room          int64 // bytes of storage left; 0 means plenty
+	postmaster    string
+	postmasterErr error
 
 	lookups []string            // every domain Protected was asked about
 	blobs   map[string][]byte   // committed blobs by hash
@@ -63,6 +65,12 @@ func (q *fakeQueue) Protected(domain string) (bool, error) {
 		return false, q.protectedErr
 	}
 	return q.protected[domain], nil
+}
+
+func (q *fakeQueue) Postmaster() (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.postmaster, q.postmasterErr
 }
 
 func (q *fakeQueue) Room(size int64) error {

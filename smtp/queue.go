@@ -12,8 +12,10 @@ import (
 
 // Recipient is one RCPT TO with its RFC 3461 parameters.
 type Recipient struct {
-	// Address is the normalised mailbox: the local part as given, "@", the
-	// domain in lower case without a trailing dot.
+	// Address is the normalised mailbox: the local part in the canonical
+	// form of mailbox.Quote (a Dot-string as given, or a Quoted-string when
+	// it needs one, RFC 5321 §4.1.2), "@", the domain in lower case without
+	// a trailing dot. It travels in this exact form to delivery and DSNs.
 	Address string
 	// Domain is the lower-case domain part of Address.
 	Domain string
@@ -30,7 +32,8 @@ type Envelope struct {
 	// ID is the queue ID, chosen by the receiving session before DATA so it
 	// can appear in the Received: header.
 	ID string
-	// From is the reverse path; empty for the null sender <>.
+	// From is the reverse path, its local part in canonical form as for
+	// Recipient.Address (its domain as given); empty for the null sender.
 	From       string
 	Recipients []Recipient
 	// Ret is the RFC 3461 §4.3 RET value: "FULL", "HDRS" or "".
@@ -74,4 +77,12 @@ type StorageGauge interface {
 	// Room returns an error when a message of size bytes (0 when the
 	// client declared none) cannot be stored now.
 	Room(size int64) error
+}
+
+// PostmasterRouter is implemented by a Queue that knows where mail to the
+// bare "<postmaster>" goes (RFC 5321 §4.5.1 requires accepting it).
+type PostmasterRouter interface {
+	// Postmaster returns the mailbox that stands for the bare postmaster,
+	// "" when there is none.
+	Postmaster() (string, error)
 }

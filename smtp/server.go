@@ -9,43 +9,54 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
-	"strings"
+	"sync"
 	"time"
-
-	gosmtp "github.com/emersion/go-smtp"
 )
 
-// Defaults for Config. go-smtp itself has no limits unless told
-// (docs/design.md §5), so every one of these is always set.
+// Defaults for Config. Every limit is always set: an MX without limits is
+// one any client can exhaust.
 const (
 	// DefaultMaxMessageBytes matches `--max-message-size` (docs/design.md §4).
 	DefaultMaxMessageBytes = 50 << 20
 	// DefaultMaxRecipients matches `--max-recipients`; RFC 5321 §4.5.3.1.8
 	// asks for at least 100.
 	DefaultMaxRecipients = 1000
-	// DefaultMaxLineLength bounds a line, CRLF included. go-smtp applies
-	// one limit to command lines and to DATA text lines alike, and a long
-	// line is refused, not wrapped. RFC 5321 §4.5.3.1.6 allows 1000 octets
-	// for a text line, but real senders exceed it and Postfix, whose
-	// line_length_limit is 2048, still accepts such mail by splitting the
-	// line. We cannot split, so we tolerate twice Postfix's figure: mail
-	// that Postfix accepts is not bounced here, and a command line still
-	// costs at most 4 KiB of buffer.
+	// DefaultMaxLineLength bounds a line, CRLF included, for command lines
+	// and DATA text lines alike; a longer line is refused, not wrapped.
+	// RFC 5321 §4.5.3.1.6 allows 1000 octets for a text line, but real
+	// senders exceed it and Postfix, whose line_length_limit is 2048,
+	// still accepts such mail by splitting the line. We cannot split, so
+	// we tolerate twice Postfix's figure: mail that Postfix accepts is not
+	// bounced here, and a command line still costs at most 4 KiB of buffer.
 	DefaultMaxLineLength = 4096
 	// DefaultMaxReceived is the hop limit. RFC 5321 §6.3: a loop-detecting
 	// server counting Received: fields SHOULD use a threshold of at
 	// least 100.
 	DefaultMaxReceived = 100
-	// DefaultMaxConnections caps concurrent sessions per Server.
+	// DefaultMaxConnections caps concurrent sessions per Server
+	// (`--max-connections`).
 	DefaultMaxConnections = 1000
+	// DefaultMaxClientConnections caps concurrent sessions from one client
+	// address (`--max-client-connections`), Postfix's
+	// smtpd_client_connection_count_limit.
+	DefaultMaxClientConnections = 50
 	// DefaultMaxErrors is the number of refused commands after which a
 	// session is dropped with 421, like Postfix's smtpd_hard_error_limit.
 	DefaultMaxErrors = 20
 	// DefaultReadTimeout and DefaultWriteTimeout follow the 5 minute
-	// server timeout of RFC 5321 §4.5.3.2.7.
+	// server timeout of RFC 5321 §4.5.3.2.7 (`--idle-timeout`).
 	DefaultReadTimeout  = 5 * time.Minute
 	DefaultWriteTimeout = 5 * time.Minute
+	// DefaultStressReadTimeout replaces ReadTimeout for the wait on a
+	// command while the server is under stress (`--stress-idle-timeout`),
+	// as Postfix's stress mode shortens smtpd_timeout to 10 s: idle
+	// sessions make room for ones that send mail.
+	DefaultStressReadTimeout = 10 * time.Second
+	// StressPercent: the server is under stress while more than this
+	// share of MaxConnections is in use.
+	StressPercent = 80
 	// DefaultDataTimeout bounds a whole DATA or BDAT phase. RFC 5321
 	// §4.5.3.2.5 only bounds the gap between reads (3 minutes for the
 	// client); a total stops a client from holding a session forever by
@@ -64,12 +75,8 @@ type Config struct {
 	Hostname string
 
 	// MaxMessageBytes is advertised as EHLO SIZE and enforced at MAIL
-	// SIZE= and on the body (552 5.3.4). go-smtp's DATA reader reports
-	// the limit as exceeded once it has delivered MaxMessageBytes octets,
-	// before it sees whether the final dot follows, so a DATA body must
-	// in fact be at least one octet smaller (BDAT is exact). go-smtp
-	// parses SIZE= as a 32-bit number: a declared size of 4 GiB or more
-	// gets its 501 5.5.4 rather than 552.
+	// SIZE= and on the body (552 5.3.4): a body of exactly this many
+	// octets (after dot-unstuffing, before our Received: field) is taken.
 	MaxMessageBytes int64
 	// MaxRecipients per transaction; the next RCPT gets 452 4.5.3.
 	MaxRecipients int
@@ -79,15 +86,23 @@ type Config struct {
 	// already carry; more is a loop, 554 5.4.6.
 	MaxReceived int
 	// MaxConnections caps concurrent sessions; more are greeted with
-	// 421 4.7.0 and closed.
+	// 421 4.7.0 and closed. Above StressPercent of it, idle sessions wait
+	// StressReadTimeout instead of ReadTimeout for their next command.
 	MaxConnections int
+	// MaxClientConnections caps concurrent sessions from one client
+	// address; more are greeted with 421 4.7.0 and closed.
+	MaxClientConnections int
 	// MaxErrors is how many refused MAIL/RCPT commands a session may
 	// make before it is dropped with 421 4.7.0.
 	MaxErrors int
 
-	// ReadTimeout bounds each command line, and each read during DATA.
+	// ReadTimeout bounds the wait for each command line, and each line
+	// or chunk read during DATA and BDAT.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// StressReadTimeout bounds the wait for a command while the server is
+	// under stress; it never lengthens ReadTimeout.
+	StressReadTimeout time.Duration
 	// DataTimeout bounds a whole DATA/BDAT phase. On expiry the client
 	// gets 421 and the connection is closed.
 	DataTimeout time.Duration
@@ -105,22 +120,30 @@ type Config struct {
 	NewID func() string
 	// Queue is where accepted mail goes. Required.
 	Queue Queue
-	// OnReply, if set, is called with the code of every reply the session
-	// decides: MAIL, RCPT, end of data, and refusals at connect. Replies
-	// go-smtp makes on its own (syntax errors, its recipient and size
-	// checks) are not seen.
+	// OnReply, if set, is called with the code of every reply to MAIL,
+	// RCPT and the end of data, and of every 421 that ends a session
+	// (refused at connect, too many errors, timeouts).
 	OnReply func(code int)
 	// OnRefusal, if set, is told about every refused MAIL, RCPT and
 	// message, for the message log.
 	OnRefusal func(Refusal)
 }
 
-// Server is the MX listener: go-smtp with Lifeline's policy as its backend.
+// Server is the MX listener. It speaks SMTP itself (docs/decisions.md,
+// "Our own MX protocol engine"): every reply and every address form is
+// ours to decide.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	smtp  *gosmtp.Server
-	slots chan struct{}
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perClient map[netip.Addr]int
+	active    int  // admitted sessions, == sum of perClient
+	stressed  bool // as last logged
+	wg        sync.WaitGroup
 }
 
 // NewServer builds a Server; it does not listen yet.
@@ -136,11 +159,15 @@ func NewServer(cfg Config) *Server {
 	setDefault(&cfg.MaxLineLength, DefaultMaxLineLength)
 	setDefault(&cfg.MaxReceived, DefaultMaxReceived)
 	setDefault(&cfg.MaxConnections, DefaultMaxConnections)
+	setDefault(&cfg.MaxClientConnections, DefaultMaxClientConnections)
 	setDefault(&cfg.MaxErrors, DefaultMaxErrors)
 	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.StressReadTimeout, DefaultStressReadTimeout)
 	setDefault(&cfg.DataTimeout, DefaultDataTimeout)
 	setDefault(&cfg.CommitTimeout, DefaultCommitTimeout)
+	// bufio needs room for the longest line we accept.
+	cfg.MaxLineLength = max(cfg.MaxLineLength, 64)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -150,33 +177,13 @@ func NewServer(cfg Config) *Server {
 	if cfg.NewID == nil {
 		cfg.NewID = newID
 	}
-
-	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		slots: make(chan struct{}, cfg.MaxConnections),
+	return &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+		perClient: map[netip.Addr]int{},
 	}
-
-	g := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
-	g.Domain = cfg.Hostname
-	g.MaxMessageBytes = cfg.MaxMessageBytes
-	g.MaxRecipients = cfg.MaxRecipients
-	g.MaxLineLength = cfg.MaxLineLength
-	g.ReadTimeout = cfg.ReadTimeout
-	g.WriteTimeout = cfg.WriteTimeout
-	g.TLSConfig = cfg.TLSConfig
-	// The MX takes mail for protected domains from anyone; it has no
-	// users, so no AUTH is offered (the session has no AuthSession).
-	g.AllowInsecureAuth = false
-	g.EnableDSN = true
-	// RFC 6531: we pass UTF-8 envelopes and headers through untouched.
-	// go-smtp always offers 8BITMIME, which SMTPUTF8 requires (§3.1 item 8).
-	g.EnableSMTPUTF8 = true
-	// BINARYMIME would let bare CR and LF in by definition.
-	g.EnableBINARYMIME = false
-	g.ErrorLog = errorLog{s.log}
-	s.smtp = g
-	return s
 }
 
 func setDefault[T int | int64 | time.Duration](v *T, def T) {
@@ -191,29 +198,178 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.cfg.Queue == nil {
 		return errors.New("smtp: Config.Queue is nil")
 	}
-	err := s.smtp.Serve(&listener{Listener: l, srv: s})
-	if errors.Is(err, net.ErrClosed) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = l.Close()
 		return nil
 	}
-	return err
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: wait, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.admit(c)
+	}
+}
+
+// admit starts a session for c, or turns it away with 421 when the server
+// or this client address is at its limit.
+func (s *Server) admit(c net.Conn) {
+	var addr netip.Addr
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		addr = ap.Addr().Unmap()
+	}
+	s.mu.Lock()
+	var why string
+	switch {
+	case s.closed:
+		why = "service shutting down"
+	case s.active >= s.cfg.MaxConnections:
+		why = "too many connections"
+	case s.perClient[addr] >= s.cfg.MaxClientConnections:
+		why = "too many connections from " + addr.String()
+	}
+	if why != "" {
+		s.mu.Unlock()
+		// RFC 5321 §3.8: a server that cannot serve now may answer the
+		// greeting with 421 and close. The greeting is a few octets into
+		// a fresh socket's buffer, so writing it here cannot stall Accept.
+		s.reply(421)
+		s.log.Warn("smtp connection refused", "remote", c.RemoteAddr().String(), "reason", why,
+			"max", s.cfg.MaxConnections, "max_per_client", s.cfg.MaxClientConnections)
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = fmt.Fprintf(c, "421 4.7.0 %s Error: %s, try again later\r\n", s.cfg.Hostname, why)
+		_ = c.Close()
+		return
+	}
+	sess := newSession(s, c, addr)
+	s.sessions[sess] = struct{}{}
+	s.perClient[addr]++
+	s.active++
+	s.noteStress()
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	go func() {
+		defer s.wg.Done()
+		defer s.release(sess)
+		sess.serve()
+	}()
+}
+
+func (s *Server) release(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[sess]; !ok {
+		return
+	}
+	delete(s.sessions, sess)
+	s.active--
+	if s.perClient[sess.remote]--; s.perClient[sess.remote] <= 0 {
+		delete(s.perClient, sess.remote)
+	}
+	s.noteStress()
+}
+
+// underStress reports whether more than StressPercent of MaxConnections
+// is in use, Postfix's stress mode: idle sessions then get
+// StressReadTimeout for their next command.
+func (s *Server) underStress() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stressedLocked()
+}
+
+func (s *Server) stressedLocked() bool {
+	return s.active*100 > s.cfg.MaxConnections*StressPercent
+}
+
+// noteStress logs when stress begins and ends, for the operator; mu held.
+func (s *Server) noteStress() {
+	now := s.stressedLocked()
+	if now == s.stressed {
+		return
+	}
+	s.stressed = now
+	if now {
+		// Sessions already waiting for a command get the short wait too,
+		// not only those that start waiting from now on.
+		until := time.Now().Add(min(s.cfg.StressReadTimeout, s.cfg.ReadTimeout))
+		for sess := range s.sessions {
+			if sess.idle.Load() {
+				_ = sess.raw.SetReadDeadline(until)
+			}
+		}
+		s.log.Warn("smtp under stress: idle timeout shortened", "connections", s.active,
+			"max", s.cfg.MaxConnections, "idle_timeout", min(s.cfg.StressReadTimeout, s.cfg.ReadTimeout).String())
+	} else {
+		s.log.Info("smtp stress over: idle timeout restored", "connections", s.active,
+			"idle_timeout", s.cfg.ReadTimeout.String())
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// stopListening marks the server closed and closes its listeners.
+func (s *Server) stopListening() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for l := range s.listeners {
+		_ = l.Close()
+		delete(s.listeners, l)
+	}
+}
+
+func (s *Server) dropSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		_ = sess.raw.Close()
+	}
 }
 
 // Close stops listening and drops every session at once.
 func (s *Server) Close() error {
-	return ignoreClosed(s.smtp.Close())
+	s.stopListening()
+	s.dropSessions()
+	return nil
 }
 
 // Shutdown stops listening and waits, until ctx ends, for the sessions in
-// progress to finish on their own.
+// progress to finish on their own; then it drops the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return ignoreClosed(s.smtp.Shutdown(ctx))
-}
-
-func ignoreClosed(err error) error {
-	if errors.Is(err, gosmtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+	s.stopListening()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
 		return nil
+	case <-ctx.Done():
+		s.dropSessions()
+		<-done
+		return ctx.Err()
 	}
-	return err
 }
 
 func (s *Server) reply(code int) {
@@ -231,21 +387,6 @@ func newID() string {
 	var b [10]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return idEncoding.EncodeToString(b[:])
-}
-
-// errorLog carries go-smtp's internal complaints (mostly clients that hang
-// up or fail a TLS handshake) into slog.
-type errorLog struct{ l *slog.Logger }
-
-func (e errorLog) Printf(format string, v ...any) { e.log(fmt.Sprintf(format, v...)) }
-func (e errorLog) Println(v ...any)               { e.log(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
-
-func (e errorLog) log(msg string) {
-	if strings.Contains(msg, "panic") {
-		e.l.Error("smtp internal error", "err", msg)
-		return
-	}
-	e.l.Debug("smtp connection error", "err", msg)
 }
 
 // Refusal is one refused command or message, as the message log keeps it.

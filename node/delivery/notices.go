@@ -128,14 +128,23 @@ func (e *Engine) sendNotice(ctx context.Context, j dsnJob, at time.Time) error {
 		// The notice matters more than the copy of the original.
 		e.cfg.Logger.Warn("notice without the original", "id", m.ID, "err", err)
 	}
-	data, err := dsn.Compose(n)
+	c, err := dsn.ComposeMessage(n)
 	if err != nil {
 		return err
 	}
+	data := c.Data
+	// The notice goes to the sender exactly as the sender's address was
+	// given (a quoted local part stays quoted), with SMTPUTF8 when that
+	// address needs it (RFC 6531, RFC 6533) and BODY=8BITMIME when a part
+	// is 8bit (RFC 6152).
 	cmd := &fsm.SpoolAdd{
 		ID: noticeID(j), From: "",
 		Recipients: []fsm.Recipient{{Address: m.From, Domain: domainOf(m.From)}},
 		ReceivedAt: at.UnixNano(), Helo: e.cfg.Hostname,
+		SMTPUTF8: c.SMTPUTF8,
+	}
+	if c.EightBit {
+		cmd.Body = "8BITMIME"
 	}
 	var notified *fsm.DelayNotified
 	if j.kind == kindDelayed {

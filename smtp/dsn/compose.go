@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"lifeline/smtp/mailbox"
 )
 
 // DefaultMaxOriginal is how much of the original a notice returns when
@@ -46,6 +48,18 @@ type Notice struct {
 	MessageID string
 }
 
+// Composed is a notice ready to spool, with what its transport needs.
+type Composed struct {
+	Data []byte
+	// SMTPUTF8: the notice must travel with SMTPUTF8 (RFC 6531): its
+	// recipient, the original sender, has a UTF-8 address, so its header
+	// and report carry UTF-8 as RFC 6532 and RFC 6533 allow.
+	SMTPUTF8 bool
+	// EightBit: a part is sent 8bit, so the notice needs BODY=8BITMIME
+	// (RFC 6152).
+	EightBit bool
+}
+
 // Compose renders the notice as a complete RFC 5322 message with CRLF line
 // endings: an RFC 6522 multipart/report with a text/plain explanation, the
 // RFC 3464 message/delivery-status, and the original or its headers.
@@ -53,35 +67,60 @@ type Notice struct {
 // Everything that came from outside (addresses, a remote server's reply,
 // the original's subject) has CR, LF and other controls removed before it
 // goes into a header field, so it cannot add fields of its own.
+//
+// Notices for internationalised mail follow RFC 6533. A sender with a
+// UTF-8 address can only be reached over SMTPUTF8, so that notice is
+// UTF-8 throughout: message/global-delivery-status with UTF-8 addresses,
+// and the original as message/global or message/global-headers when its
+// header holds UTF-8 (RFC 6532 §3.7), all 8bit. For a sender with an ASCII
+// address the notice stays 7-bit and needs no SMTPUTF8, so no next hop
+// refuses it: UTF-8 addresses in the report take the utf-8-addr-xtext form
+// (RFC 6533 §3), and an original with a UTF-8 header is still
+// message/global or message/global-headers, under quoted-printable, which
+// those types allow on a 7-bit path.
 func Compose(n Notice) ([]byte, error) {
+	c, err := ComposeMessage(n)
+	return c.Data, err
+}
+
+// ComposeMessage is Compose, also saying how the notice must travel.
+func ComposeMessage(n Notice) (Composed, error) {
+	var out Composed
 	if n.Kind.keyword() == "" {
-		return nil, fmt.Errorf("dsn: unknown kind %d", n.Kind)
+		return out, fmt.Errorf("dsn: unknown kind %d", n.Kind)
 	}
-	sender := cleanAddr(n.Sender)
+	sender := headerAddr(n.Sender)
 	if sender == "" {
-		return nil, errors.New("dsn: no notice is ever sent to the null sender")
+		return out, errors.New("dsn: no notice is ever sent to the null sender")
 	}
+	utf8Sender := !isASCII([]byte(sender))
+	out.SMTPUTF8 = utf8Sender
 	host := cleanHost(n.ReportingMTA)
 	if host == "" {
-		return nil, errors.New("dsn: ReportingMTA is empty")
+		return out, errors.New("dsn: ReportingMTA is empty")
 	}
 	msgID := strings.Trim(cleanAddr(n.MessageID), "<>")
 	if msgID == "" {
-		return nil, errors.New("dsn: MessageID is empty")
+		return out, errors.New("dsn: MessageID is empty")
 	}
 	if len(n.Recipients) == 0 {
-		return nil, errors.New("dsn: no recipients to report on")
+		return out, errors.New("dsn: no recipients to report on")
 	}
 	if n.Now.IsZero() {
-		return nil, errors.New("dsn: Now is zero")
+		return out, errors.New("dsn: Now is zero")
 	}
 
 	orig, err := readOriginal(n)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	text := humanText(n, host, orig)
-	status := deliveryStatus(n, host)
+	status := deliveryStatus(n, host, utf8Sender)
+	// RFC 6522 §3 and RFC 6533 §6.4: report-type names the second part.
+	reportType, statusType := "delivery-status", "message/delivery-status"
+	if utf8Sender {
+		reportType, statusType = "global-delivery-status", "message/global-delivery-status"
+	}
 
 	// The boundary is derived, not random, so output is reproducible; it
 	// must not occur in any part.
@@ -94,7 +133,7 @@ func Compose(n Notice) ([]byte, error) {
 
 	var b bytes.Buffer
 	writeField(&b, "From", "Mail Delivery System <MAILER-DAEMON@"+host+">")
-	writeField(&b, "To", "<"+sender+">")
+	writeField(&b, "To", "<"+sender+">") // RFC 6532 §3.2 allows UTF-8 here
 	writeField(&b, "Subject", "Delivery Status Notification ("+map[Kind]string{Delayed: "Delay", Failed: "Failure", Delivered: "Success"}[n.Kind]+")")
 	writeField(&b, "Date", n.Now.Format(time.RFC1123Z))
 	writeField(&b, "Message-ID", "<"+msgID+">")
@@ -106,14 +145,14 @@ func Compose(n Notice) ([]byte, error) {
 	writeField(&b, "MIME-Version", "1.0")
 	// RFC 6522 §3: report-type names the machine-readable second part.
 	writeField(&b, "Content-Type", mime.FormatMediaType("multipart/report", map[string]string{
-		"report-type": "delivery-status",
+		"report-type": reportType,
 		"boundary":    boundary,
 	}))
 	b.WriteString("\r\nThis is a delivery status notification in MIME format.\r\n\r\n")
 
 	mw := multipart.NewWriter(&b)
 	if err := mw.SetBoundary(boundary); err != nil {
-		return nil, err
+		return out, err
 	}
 	w, err := mw.CreatePart(textproto.MIMEHeader{
 		"Content-Type":              {"text/plain; charset=utf-8"},
@@ -121,20 +160,26 @@ func Compose(n Notice) ([]byte, error) {
 		"Content-Description":       {"Notification"},
 	})
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	qp := quotedprintable.NewWriter(w)
 	io.WriteString(qp, text)
 	if err := qp.Close(); err != nil {
-		return nil, err
+		return out, err
 	}
 
-	w, err = mw.CreatePart(textproto.MIMEHeader{
-		"Content-Type":        {"message/delivery-status"},
+	sh := textproto.MIMEHeader{
+		"Content-Type":        {statusType},
 		"Content-Description": {"Delivery report"},
-	})
+	}
+	if !isASCII([]byte(status)) {
+		// RFC 6533 §6.4: message/global-delivery-status is sent 8bit.
+		sh.Set("Content-Transfer-Encoding", "8bit")
+		out.EightBit = true
+	}
+	w, err = mw.CreatePart(sh)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	io.WriteString(w, status)
 
@@ -143,21 +188,39 @@ func Compose(n Notice) ([]byte, error) {
 			"Content-Type":        {orig.contentType},
 			"Content-Description": {orig.description},
 		}
-		if !isASCII(orig.content) {
+		content := orig.content
+		switch {
+		case isASCII(content):
+		case orig.global && !utf8Sender:
+			// RFC 6532 §3.7 and RFC 6533 §6.3: unlike message/rfc822,
+			// message/global and message/global-headers may be encoded,
+			// which keeps the notice 7-bit for a next hop without
+			// SMTPUTF8 or 8BITMIME.
+			h.Set("Content-Transfer-Encoding", "quoted-printable")
+			var enc bytes.Buffer
+			qw := quotedprintable.NewWriter(&enc)
+			qw.Write(content)
+			if err := qw.Close(); err != nil {
+				return out, err
+			}
+			content = enc.Bytes()
+		default:
 			// RFC 2046 §5.2.1: message/rfc822 allows 7bit, 8bit or binary
-			// only; 8-bit headers (RFC 6532) are carried the same way.
+			// only; an 8-bit body is carried as 8bit.
 			h.Set("Content-Transfer-Encoding", "8bit")
+			out.EightBit = true
 		}
 		w, err = mw.CreatePart(h)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		w.Write(orig.content)
+		w.Write(content)
 	}
 	if err := mw.Close(); err != nil {
-		return nil, err
+		return out, err
 	}
-	return b.Bytes(), nil
+	out.Data = b.Bytes()
+	return out, nil
 }
 
 // original is what the third part carries, and what the text part can
@@ -168,6 +231,9 @@ type original struct {
 	description string
 	subject     string
 	messageID   string
+	// global: the header holds UTF-8 (RFC 6532), so the part is
+	// message/global or message/global-headers (RFC 6533 §6.3).
+	global bool
 }
 
 func readOriginal(n Notice) (original, error) {
@@ -207,13 +273,20 @@ func readOriginal(n Notice) (original, error) {
 	for _, r := range n.Recipients {
 		failed = failed || r.action(n.Kind) == ActionFailed
 	}
+	o.global = !isASCII(header)
 	if failed && !strings.EqualFold(n.Ret, "HDRS") && !tooBig {
 		o.content = raw
 		o.contentType = "message/rfc822"
+		if o.global {
+			o.contentType = "message/global"
+		}
 		o.description = "Undelivered message"
 	} else {
 		o.content = header
 		o.contentType = "text/rfc822-headers"
+		if o.global {
+			o.contentType = "message/global-headers"
+		}
 		o.description = "Headers of the message"
 	}
 	return o, nil
@@ -255,7 +328,9 @@ func crlf(b []byte) []byte {
 
 // deliveryStatus renders the RFC 3464 §2.1 body: per-message fields, then
 // one block per recipient, each ending in a blank line.
-func deliveryStatus(n Notice, host string) string {
+// global writes message/global-delivery-status (RFC 6533 §6.4): UTF-8
+// addresses in their utf-8-addr-unitext form instead of xtext.
+func deliveryStatus(n Notice, host string, global bool) string {
 	var b bytes.Buffer
 	// §2.2
 	writeField(&b, "Reporting-MTA", "dns; "+host)
@@ -269,10 +344,10 @@ func deliveryStatus(n Notice, host string) string {
 	for _, r := range n.Recipients {
 		b.WriteString("\r\n")
 		act := r.action(n.Kind)
-		if o := orcptField(r.ORCPT); o != "" {
+		if o := orcptField(r.ORCPT, global); o != "" {
 			writeField(&b, "Original-Recipient", o)
 		}
-		writeField(&b, "Final-Recipient", typedAddress("rfc822", r.Final))
+		writeField(&b, "Final-Recipient", typedAddress("rfc822", r.Final, global))
 		writeField(&b, "Action", asciiText(string(act)))
 		writeField(&b, "Status", statusCode(r.Status, act))
 		if h := cleanHost(r.RemoteMTA); h != "" {
@@ -331,7 +406,7 @@ func isReply(s string) bool {
 }
 
 // orcptField renders ORCPT "type;address" as RFC 3464 §2.3.1 wants it.
-func orcptField(orcpt string) string {
+func orcptField(orcpt string, global bool) string {
 	typ, addr, ok := strings.Cut(orcpt, ";")
 	if !ok {
 		typ, addr = "rfc822", orcpt
@@ -340,28 +415,56 @@ func orcptField(orcpt string) string {
 	if typ == "" || strings.ContainsAny(typ, " ;") {
 		return ""
 	}
-	return typedAddress(typ, addr)
+	return typedAddress(typ, addr, global)
 }
 
-// typedAddress renders "type; address". An address in UTF-8 is given as
-// RFC 6533 §3 utf-8-addr-xtext so the report stays 7-bit.
-func typedAddress(typ, addr string) string {
-	addr = cleanText(addr)
+// typedAddress renders "type; address". An address in UTF-8 is of the
+// RFC 6533 §3 "utf-8" type: as utf-8-addr-xtext, which keeps
+// message/delivery-status 7-bit, or with global as utf-8-addr-unitext, in
+// which only ASCII specials are encoded.
+func typedAddress(typ, addr string, global bool) string {
+	addr = reportAddr(addr)
 	if addr == "" {
 		return ""
 	}
 	if !isASCII([]byte(addr)) || strings.EqualFold(typ, "utf-8") {
 		var b strings.Builder
 		for _, r := range addr {
-			if r >= '!' && r <= '~' && r != '+' && r != '=' && r != '\\' {
+			switch {
+			case r >= '!' && r <= '~' && r != '+' && r != '=' && r != '\\':
 				b.WriteRune(r)
-			} else {
+			case global && r >= 0x80:
+				b.WriteRune(r)
+			default:
 				fmt.Fprintf(&b, `\x{%02X}`, r)
 			}
 		}
 		return "utf-8; " + b.String()
 	}
 	return typ + "; " + addr
+}
+
+// reportAddr is an address as a report shows it: exactly, when it is an
+// RFC 5321 mailbox (a quoted local part keeps its spaces and quotes), else
+// cleaned like any other outside text.
+func reportAddr(s string) string {
+	s = strings.TrimSpace(s)
+	if mailbox.Valid(s) {
+		return s
+	}
+	return cleanText(s)
+}
+
+// headerAddr is an address fit to stand between the angle brackets of a
+// header field: exactly, when it is an RFC 5321 mailbox (RFC 5322 §3.4.1
+// addr-spec takes the same quoted local part), else cleaned so it cannot
+// escape the brackets.
+func headerAddr(s string) string {
+	s = strings.Trim(strings.TrimSpace(s), "<>")
+	if mailbox.Valid(s) {
+		return s
+	}
+	return cleanAddr(s)
 }
 
 // writeField writes "Name: value" CRLF, folding at spaces so lines stay

@@ -38,7 +38,7 @@ func parse(t *testing.T, raw []byte) (mail.Header, []part) {
 		t.Fatal(err)
 	}
 	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+	if rt := params["report-type"]; err != nil || mt != "multipart/report" || (rt != "delivery-status" && rt != "global-delivery-status") {
 		t.Fatalf("Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
 	}
 	mr := multipart.NewReader(msg.Body, params["boundary"])

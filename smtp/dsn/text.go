@@ -42,7 +42,7 @@ func humanText(n Notice, host string, orig original) string {
 	}
 
 	for _, r := range n.Recipients {
-		line("<" + cleanAddr(r.Final) + ">")
+		line("<" + headerAddr(r.Final) + ">")
 		remote := cleanHost(r.RemoteMTA)
 		diag := cleanText(r.Diagnostic)
 		switch r.action(n.Kind) {

@@ -354,12 +354,23 @@ func (c *Conn) rcptCommand(r Rcpt) string {
 }
 
 // validPath rejects what would break the command line or the angle
-// brackets around the path; everything else is the server's to judge.
+// brackets around the path; everything else is the server's to judge. A
+// quoted local part (RFC 5321 §4.1.2) may hold spaces and angle brackets
+// and goes out exactly as stored.
 func validPath(s string) bool {
+	inQuote := false
 	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f || s[i] == '<' || s[i] == '>' {
+		c := s[i]
+		switch {
+		case c < 0x20 || c == 0x7f:
+			return false
+		case inQuote && c == '\\':
+			i++
+		case c == '"':
+			inQuote = !inQuote
+		case !inQuote && (c == '<' || c == '>' || c == ' '):
 			return false
 		}
 	}
-	return true
+	return !inQuote
 }
